@@ -1,0 +1,1 @@
+"""Models of percep_det. Every module that registers something is imported here."""

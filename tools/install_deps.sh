@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Install everything percep_det needs into the Python given by $PYTHON (default: python3).
+#
+# - keeps an importable torch/torchvision and detectron2 (e.g. a cluster's official CUDA build);
+# - otherwise installs torch==2.14.1/torchvision==0.29.1 and detectron2 from the package registry
+#   (a repack of the sal-detectron2==0.7.2 wheel; see README "Installation");
+# - idempotent: when everything is importable it only checks and exits in a few seconds.
+set -euo pipefail
+
+PYTHON=${PYTHON:-python3}
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PIP=("$PYTHON" -m pip --disable-pip-version-check)
+PIN_TORCH=${PIN_TORCH:-"torch==2.14.1 torchvision==0.29.1"}
+# Pins that matter for this detectron2: numpy<2 (np.array(copy=False)), setuptools<82 (pkg_resources).
+BASE_PINS=("numpy<2" "setuptools<82")
+EXTRA=("fvcore>=0.1.5,<0.1.6" "iopath>=0.1.7,<0.1.10" "pycocotools>=2.0.6" "opencv-python-headless"
+       "scikit-image" "matplotlib" "tqdm" "pytest" "wheel"
+       # detectron2's own pure-python dependencies (kept here so a detectron2 that was installed
+       # without them, e.g. with --no-deps, becomes importable too)
+       "cloudpickle" "hydra-core>=1.1" "omegaconf>=2.1,<2.4" "tabulate" "termcolor>=1.1" "yacs>=0.1.8"
+       "tensorboard" "Pillow>=7.1" "packaging" "black")
+
+have() { "$PYTHON" - "$@" <<'PY' >/dev/null 2>&1
+import importlib, sys
+for m in sys.argv[1:]:
+    importlib.import_module(m)
+PY
+}
+
+log() { echo "[install_deps] $*"; }
+
+# Fast path: everything already importable at compatible versions.
+if have torch torchvision detectron2 detectron2.engine fvcore pycocotools cv2 skimage matplotlib tqdm pytest \
+   && "$PYTHON" -c "import numpy, sys; sys.exit(int(numpy.__version__.split('.')[0]) >= 2)" \
+   && "$PYTHON" -c "import pkg_resources" >/dev/null 2>&1; then
+  log "all dependencies importable; nothing to do"
+else
+  if ! have torch torchvision; then
+    log "installing $PIN_TORCH"
+    # shellcheck disable=SC2086
+    "${PIP[@]}" install -q $PIN_TORCH "${BASE_PINS[@]}"
+  fi
+  log "installing python dependencies"
+  "${PIP[@]}" install -q "${BASE_PINS[@]}" "${EXTRA[@]}"
+  if ! have detectron2; then
+    log "no importable detectron2: repacking sal-detectron2==0.7.2 from the package registry"
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    "${PIP[@]}" download -q --no-deps --only-binary=:all: --python-version 3.10 \
+      -d "$work" sal-detectron2==0.7.2
+    "$PYTHON" -m wheel unpack -d "$work/unpacked" "$work"/sal_detectron2-*.whl >/dev/null
+    root=$(ls -d "$work"/unpacked/*/)
+    info=$(ls -d "$root"*.dist-info)
+    # A pure-python wheel: the compiled _C (CPython 3.10 only) is dropped; CondInst needs none of it.
+    sed -i -e 's/^Tag: .*/Tag: py3-none-any/' -e 's/^Root-Is-Purelib: .*/Root-Is-Purelib: true/' \
+      "$info/WHEEL"
+    rm -f "$root"detectron2/_C*.so
+    # The wheel ships a stray top-level `tools` package that would shadow this project's tools/.
+    rm -rf "$root"tools
+    sed -i '/^tools$/d' "$info/top_level.txt"
+    sed -i '/^tools\//d' "$info/RECORD"
+    sed -i '/detectron2\/_C/d' "$info/RECORD"
+    mkdir -p "$work/dist"
+    "$PYTHON" -m wheel pack -d "$work/dist" "$root" >/dev/null
+    # With its dependencies (cloudpickle, hydra-core, ...), under the pins above.
+    "${PIP[@]}" install -q "$work"/dist/*.whl "${BASE_PINS[@]}" "${EXTRA[@]}"
+  fi
+fi
+
+# percep_det itself (editable), without touching the dependencies resolved above.
+if ! "$PYTHON" -c "import percep_det, os, sys; sys.exit(os.path.realpath(percep_det.__path__[0]) != os.path.realpath('$HERE/percep_det'))" >/dev/null 2>&1; then
+  log "installing percep_det (editable) from $HERE"
+  "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$HERE"
+fi
+"$PYTHON" -c "import detectron2, torch, percep_det; print('[install_deps] ok: torch', torch.__version__, '| detectron2', detectron2.__version__, '| percep_det', percep_det.__version__)"
