@@ -63,7 +63,94 @@ def _add_perceptual_loss_config(cfg: CN) -> None:
 
 
 def _add_condinst_config(cfg: CN) -> None:
-    pass  # filled by the CondInst work (MODEL.FCOS.*, MODEL.CONDINST.*)
+    # Names and defaults follow AdelaiDet (adet/config/defaults.py) so its CondInst YAMLs apply.
+    cfg.MODEL.FCOS = CN()
+    # Number of foreground classes.
+    cfg.MODEL.FCOS.NUM_CLASSES = 80
+    # FPN levels the FCOS head runs on.
+    cfg.MODEL.FCOS.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]
+    # Stride of each of those levels.
+    cfg.MODEL.FCOS.FPN_STRIDES = [8, 16, 32, 64, 128]
+    # Initial foreground probability of the classifiers (focal-loss bias init).
+    cfg.MODEL.FCOS.PRIOR_PROB = 0.01
+    # Score threshold before NMS in training mode.
+    cfg.MODEL.FCOS.INFERENCE_TH_TRAIN = 0.05
+    # Score threshold before NMS at test time.
+    cfg.MODEL.FCOS.INFERENCE_TH_TEST = 0.05
+    # IoU threshold of the class-aware NMS.
+    cfg.MODEL.FCOS.NMS_TH = 0.6
+    # Candidates kept per level and image before NMS, training mode.
+    cfg.MODEL.FCOS.PRE_NMS_TOPK_TRAIN = 1000
+    # Candidates kept per level and image before NMS, test time.
+    cfg.MODEL.FCOS.PRE_NMS_TOPK_TEST = 1000
+    # Detections kept per image after NMS, training mode.
+    cfg.MODEL.FCOS.POST_NMS_TOPK_TRAIN = 100
+    # Detections kept per image after NMS, test time.
+    cfg.MODEL.FCOS.POST_NMS_TOPK_TEST = 100
+    # Extra FPN levels computed from P5 by the FCOS backbone: 2 (P6, P7) or 0.
+    cfg.MODEL.FCOS.TOP_LEVELS = 2
+    # Norm in the FCOS towers: "GN" (32 groups) or "none".
+    cfg.MODEL.FCOS.NORM = "GN"
+    # Learn a scalar per level for the box distances.
+    cfg.MODEL.FCOS.USE_SCALE = True
+    # Box quality branch; only "ctrness" is implemented.
+    cfg.MODEL.FCOS.BOX_QUALITY = "ctrness"
+    # Threshold cls * ctrness (instead of cls) before NMS.
+    cfg.MODEL.FCOS.THRESH_WITH_CTR = False
+    # Focal loss alpha.
+    cfg.MODEL.FCOS.LOSS_ALPHA = 0.25
+    # Focal loss gamma.
+    cfg.MODEL.FCOS.LOSS_GAMMA = 2.0
+    # Classification loss normaliser: "fg", "moving_fg" or "all".
+    cfg.MODEL.FCOS.LOSS_NORMALIZER_CLS = "fg"
+    # Weight of loss_fcos_cls.
+    cfg.MODEL.FCOS.LOSS_WEIGHT_CLS = 1.0
+    # Boundaries of the per-level object size ranges (max ltrb distance, inclusive).
+    cfg.MODEL.FCOS.SIZES_OF_INTEREST = [64, 128, 256, 512]
+    # Deformable conv in the last tower layer; not available (pure Python), must stay False.
+    cfg.MODEL.FCOS.USE_DEFORMABLE = False
+    # Conv layers in the classification tower.
+    cfg.MODEL.FCOS.NUM_CLS_CONVS = 4
+    # Conv layers in the box tower.
+    cfg.MODEL.FCOS.NUM_BOX_CONVS = 4
+    # Conv layers shared by both towers (applied first).
+    cfg.MODEL.FCOS.NUM_SHARE_CONVS = 0
+    # Positives only near the object centre (mask centroid when masks are given).
+    cfg.MODEL.FCOS.CENTER_SAMPLE = True
+    # Radius of the centre region in units of the level's stride.
+    cfg.MODEL.FCOS.POS_RADIUS = 1.5
+    # Box regression loss; only "giou" is implemented.
+    cfg.MODEL.FCOS.LOC_LOSS_TYPE = "giou"
+
+    cfg.MODEL.CONDINST = CN()
+    # Stride of the predicted (and supervised) masks.
+    cfg.MODEL.CONDINST.MASK_OUT_STRIDE = 4
+    # If != -1: random subset of positives (per process) that get a mask loss.
+    cfg.MODEL.CONDINST.MAX_PROPOSALS = -1
+    # If != -1: per image, best-scored positives (split among its gts) that get a mask loss.
+    cfg.MODEL.CONDINST.TOPK_PROPOSALS_PER_IM = -1
+    cfg.MODEL.CONDINST.MASK_HEAD = CN()
+    # Registered name of the dynamic mask head (PERCEP_MASK_HEAD_REGISTRY).
+    cfg.MODEL.CONDINST.MASK_HEAD.NAME = "PercepDynamicMaskHead"
+    # Channels of the hidden dynamic conv layers.
+    cfg.MODEL.CONDINST.MASK_HEAD.CHANNELS = 8
+    # Number of dynamic 1x1 conv layers.
+    cfg.MODEL.CONDINST.MASK_HEAD.NUM_LAYERS = 3
+    # Do not feed relative coordinates to the dynamic head.
+    cfg.MODEL.CONDINST.MASK_HEAD.DISABLE_REL_COORDS = False
+    cfg.MODEL.CONDINST.MASK_BRANCH = CN()
+    # Channels of the mask features given to the dynamic head.
+    cfg.MODEL.CONDINST.MASK_BRANCH.OUT_CHANNELS = 8
+    # FPN levels fused by the mask branch; the first sets the mask feature stride.
+    cfg.MODEL.CONDINST.MASK_BRANCH.IN_FEATURES = ["p3", "p4", "p5"]
+    # Width of the mask branch convs.
+    cfg.MODEL.CONDINST.MASK_BRANCH.CHANNELS = 128
+    # Norm of the mask branch convs (detectron2 get_norm name, "" for none).
+    cfg.MODEL.CONDINST.MASK_BRANCH.NORM = "BN"
+    # Conv3x3 layers in the mask branch tower.
+    cfg.MODEL.CONDINST.MASK_BRANCH.NUM_CONVS = 4
+    # Auxiliary semantic segmentation loss (loss_sem) on the mask branch input.
+    cfg.MODEL.CONDINST.MASK_BRANCH.SEMANTIC_LOSS_ON = False
 
 
 def _add_perceptual_condinst_config(cfg: CN) -> None:

@@ -8,3 +8,4 @@ from .loss_network import (  # noqa: F401
     build_loss_network,
 )
 from .losses import PerceptualLoss, naive_perceptual_loss, perceptual_loss  # noqa: F401
+from . import backbone, fcos, mask_branch, dynamic_mask_head, condinst  # noqa

@@ -90,6 +90,14 @@ def _make_generator(seed: int) -> torch.Generator:
     return g
 
 
+def _empty_conv(c_in: int, c_out: int, kernel_size: int, padding: int = 0) -> nn.Conv2d:
+    """A bias-free conv with uninitialised weight: nn.Conv2d's own init would draw from the
+    global RNG, which the loss network must leave untouched."""
+    return nn.Conv2d(c_in, c_out, kernel_size, padding=padding, bias=False, device="meta").to_empty(
+        device="cpu"
+    )
+
+
 def _freeze_(module: nn.Module) -> None:
     """Turn every parameter and buffer of ``module`` into a frozen ``nn.Parameter``.
 
@@ -243,7 +251,7 @@ class PercepVGGLossNetwork(PercepLossNetwork):
         for name in names[: last + 1]:
             b = int(name[4:].split("_")[0])
             if name.startswith("conv"):
-                conv = nn.Conv2d(c_in, widths[b - 1], kernel_size, padding=kernel_size // 2, bias=False)
+                conv = _empty_conv(c_in, widths[b - 1], kernel_size, padding=kernel_size // 2)
                 init_weight_(conv.weight, init, init_param, generator)
                 layers[name], c_in = conv, widths[b - 1]
             elif name.startswith("relu"):
@@ -485,7 +493,7 @@ class PercepZooLossNetwork(PercepLossNetwork):
             except RuntimeError as e:
                 raise RuntimeError(f"Cannot load {pretrained_weights!r} into {arch}: {e}") from e
             self.trunk = create_feature_extractor(model, return_nodes=return_nodes)
-            self.projection = nn.Conv2d(in_channels, 3, 1, bias=False)
+            self.projection = _empty_conv(in_channels, 3, 1)
             with torch.no_grad():
                 if in_channels == 3:
                     self.projection.weight.copy_(torch.eye(3)[:, :, None, None])

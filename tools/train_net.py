@@ -1,0 +1,151 @@
+#!/usr/bin/env python
+"""Train and evaluate percep_det models with detectron2's DefaultTrainer.
+
+    python tools/train_net.py --config-file configs/CondInst/condinst_R50_1x_coco.yaml --num-gpus 8
+    python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS path/to/model_final.pth
+    python tools/train_net.py --config-file ... --resume          # continue from OUTPUT_DIR
+
+After training (and with --eval-only) it writes pictures of predictions on the first test set to
+OUTPUT_DIR/vis/ and the training curves to OUTPUT_DIR/curves.png.
+"""
+import logging
+import os
+import sys
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.data import MetadataCatalog
+from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, verify_results
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+import percep_det  # noqa: F401  (registers datasets and models)
+from percep_det import add_percep_det_config
+from percep_det.data import ensure_generated
+from percep_det.engine import check_config_file, check_datasets, check_device, cpu_aware_ddp
+from percep_det.utils import draw_dataset_predictions, plot_metrics
+
+logger = logging.getLogger("percep_det.train_net")
+
+
+class Trainer(DefaultTrainer):
+    """DefaultTrainer with COCO evaluation of percep_det datasets and CPU multi-process support."""
+
+    def __init__(self, cfg):
+        with cpu_aware_ddp():
+            super().__init__(cfg)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        ensure_generated(dataset_name)  # COCOEvaluator reads the json of built-in datasets
+        if output_folder is None:
+            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", "coco")
+        if evaluator_type != "coco":
+            raise NotImplementedError(
+                f"no evaluator for evaluator_type '{evaluator_type}' of dataset '{dataset_name}'"
+            )
+        return DatasetEvaluators([COCOEvaluator(dataset_name, output_dir=output_folder)])
+
+
+def build_cfg(args):
+    """The frozen config of ``args``, with user-input errors that name what to fix."""
+    check_config_file(args.config_file)
+    cfg = get_cfg()
+    add_percep_det_config(cfg)
+    try:
+        cfg.merge_from_file(args.config_file)
+    except KeyError as e:
+        raise KeyError(
+            f"{args.config_file}: {e.args[0] if e.args else e}. Check the spelling; percep_det's own "
+            "keys are listed in percep_det/config.py"
+        ) from None
+    try:
+        cfg.merge_from_list(args.opts)
+    except (KeyError, ValueError, AssertionError) as e:
+        raise type(e)(f"command-line override {args.opts}: {e}") from None
+    cfg.freeze()
+    check_device(cfg)
+    check_datasets(cfg, train=not args.eval_only)
+    return cfg
+
+
+def setup(args):
+    cfg = build_cfg(args)
+    default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="percep_det")
+    return cfg
+
+
+def write_pictures(cfg, model):
+    """Prediction overlays of the first test set and the training curves (main process only)."""
+    if not comm.is_main_process():
+        return
+    if cfg.PERCEP_DET.VIS_NUM_IMAGES > 0 and len(cfg.DATASETS.TEST):
+        out_dir = cfg.PERCEP_DET.VIS_DIR or os.path.join(cfg.OUTPUT_DIR, "vis")
+        model = model.module if hasattr(model, "module") else model
+        paths = draw_dataset_predictions(
+            cfg,
+            model,
+            cfg.DATASETS.TEST[0],
+            out_dir,
+            num_images=cfg.PERCEP_DET.VIS_NUM_IMAGES,
+            score_thresh=cfg.PERCEP_DET.VIS_SCORE_THRESH,
+            scale=max(1.0, 384 / max(cfg.INPUT.MIN_SIZE_TEST, 1)),
+        )
+        logger.info(f"Wrote {len(paths)} prediction overlays to {out_dir}")
+    metrics = os.path.join(cfg.OUTPUT_DIR, "metrics.json")
+    if os.path.isfile(metrics):
+        out = plot_metrics(metrics, os.path.join(cfg.OUTPUT_DIR, "curves.png"))
+        logger.info(f"Wrote training curves to {out}")
+
+
+def main(args):
+    cfg = setup(args)
+
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        res = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, res)
+        write_pictures(cfg, model)
+        return res
+
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    res = trainer.train()
+    write_pictures(cfg, trainer.model)
+    return res
+
+
+def invoke_main() -> None:
+    args = default_argument_parser().parse_args()
+    if args.num_gpus > 1 and not torch.cuda.is_available():
+        # launch() picks the gloo backend without CUDA; keep each process to one thread.
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+    print("Command Line Args:", args)
+    try:
+        build_cfg(args)  # bad input fails here, once, before any process is started
+    except (FileNotFoundError, KeyError, RuntimeError, ValueError, AssertionError) as e:
+        if os.environ.get("PERCEP_DET_TRACEBACK"):
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"\nERROR: {msg}\n(set PERCEP_DET_TRACEBACK=1 for the traceback)", file=sys.stderr)
+        sys.exit(2)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+
+
+if __name__ == "__main__":
+    invoke_main()  # pragma: no cover

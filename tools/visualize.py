@@ -1,0 +1,87 @@
+#!/usr/bin/env python
+"""Draw a model's predictions as PNG overlays, on image files or on a registered dataset.
+
+    # images in, overlays out
+    python tools/visualize.py --config-file CFG --weights W --input a.jpg b.png --output vis/
+    # a dataset: ground truth (left) next to predictions (right) for the first 16 images
+    python tools/visualize.py --config-file CFG --weights W --dataset percep_shapes_val --num 16
+"""
+import argparse
+import glob
+import os
+import sys
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.data import MetadataCatalog
+from detectron2.data import detection_utils as utils
+from detectron2.modeling import build_model
+
+import percep_det  # noqa: F401
+from percep_det import add_percep_det_config
+from percep_det.engine import check_config_file, check_device
+from percep_det.utils.visualize import Predictor, draw_dataset_predictions, draw_overlay
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--weights", default="", help="checkpoint (default: MODEL.WEIGHTS)")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", nargs="+", help="image files or glob patterns")
+    src.add_argument("--dataset", help="a registered dataset name, e.g. percep_shapes_val")
+    parser.add_argument("--output", default="vis", help="output directory")
+    parser.add_argument("--num", type=int, default=8, help="number of dataset images")
+    parser.add_argument("--score-thresh", type=float, default=0.3)
+    parser.add_argument("--scale", type=float, default=1.0, help="drawing scale")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    args = parser.parse_args(argv)
+
+    try:
+        check_config_file(args.config_file)
+        cfg = get_cfg()
+        add_percep_det_config(cfg)
+        cfg.merge_from_file(args.config_file)
+        cfg.merge_from_list(args.opts)
+        cfg.freeze()
+        check_device(cfg)
+        weights = args.weights or cfg.MODEL.WEIGHTS
+        if weights and not weights.startswith(("detectron2://", "http")) and not os.path.isfile(weights):
+            raise FileNotFoundError(f"weights file '{weights}' does not exist")
+    except (FileNotFoundError, KeyError, RuntimeError) as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 2
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(weights)
+    model.eval()
+
+    if args.dataset:
+        paths = draw_dataset_predictions(
+            cfg, model, args.dataset, args.output, args.num, args.score_thresh, args.scale
+        )
+    else:
+        files = sorted({f for pattern in args.input for f in (glob.glob(pattern) or [pattern])})
+        missing = [f for f in files if not os.path.isfile(f)]
+        if missing:
+            print(f"ERROR: input image(s) not found: {missing}", file=sys.stderr)
+            return 2
+        metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused")
+        predictor = Predictor(cfg, model)
+        os.makedirs(args.output, exist_ok=True)
+        paths = []
+        for f in files:
+            image = utils.read_image(f, format=cfg.INPUT.FORMAT)
+            out = predictor(image)
+            rgb = utils.convert_image_to_rgb(image, cfg.INPUT.FORMAT)
+            picture = draw_overlay(rgb, metadata, out["instances"], None, args.score_thresh, args.scale)
+            path = os.path.join(args.output, os.path.splitext(os.path.basename(f))[0] + "_pred.png")
+            import cv2
+
+            cv2.imwrite(path, picture[:, :, ::-1])
+            paths.append(path)
+    print(f"wrote {len(paths)} overlays to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
