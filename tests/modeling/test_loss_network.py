@@ -159,27 +159,34 @@ def test_trunk_stops_at_deepest_point():
 
 
 # ------------------------------------------------------------------ initialisation
-def _second_moments(init: str, init_param: float, kernel_size: int, size: int) -> torch.Tensor:
+def _second_moments(
+    init: str, init_param: float, kernel_size: int, size: int, width: int, seed: int
+) -> torch.Tensor:
     """E[e_l^2] of the 16 conv outputs (pre-activations) of a 16-conv, no-pooling net."""
     points = tuple(f"conv1_{i}" for i in range(1, 17))
     net = PercepVGGLossNetwork(
-        in_channels=16, blocks=(16,), widths=(64,), kernel_size=kernel_size, init=init,
-        init_param=init_param, out_points=points, seed=0,
+        in_channels=16, blocks=(16,), widths=(width,), kernel_size=kernel_size, init=init,
+        init_param=init_param, out_points=points, seed=seed,
     )  # fmt: skip
-    x = torch.randn(2, 16, size, size, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, 16, size, size, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         feats = net(x)
     return torch.stack([feats[p].double().pow(2).mean() for p in points])
 
 
-@pytest.mark.parametrize("kernel_size,size", [(1, 16), (3, 48)])
-def test_paper_init_keeps_variance_and_normal_explodes(kernel_size, size):
-    # Var[e_L] = Var[e_1] prod_l (n_l Var[w_l] / 2): 1 for the paper's init; 288 per 3x3 layer
-    # (n_l = 9 * 64) and 32 per 1x1 layer for N(0, 1).
-    m = _second_moments("paper", 0.0, kernel_size, size)
+@pytest.mark.parametrize("kernel_size,size,width", [(1, 16, 512), (3, 40, 128)])
+def test_paper_init_keeps_variance_and_normal_explodes(kernel_size, size, width):
+    # Var[e_L] = Var[e_1] prod_l (n_l Var[w_l] / 2) in expectation over the weights: 1 per layer
+    # for the paper's init, n_l / 2 (= 256 or 576) per layer for N(0, 1). One draw of a
+    # width-d layer scales the variance by a random factor of relative std ~sqrt(2 / d), so the
+    # expectation is estimated over 4 seeds (a single width-64 draw can drift 3-4x in 16 layers).
+    # No pooling: max-pooling raises the second moment by a data-dependent factor.
+    m = torch.stack(
+        [_second_moments("paper", 0.0, kernel_size, size, width, s) for s in range(4)]
+    ).mean(0)
     assert (m.max() / m.min()).item() < 2.0, m
-    m = _second_moments("normal", 1.0, kernel_size, size)
-    assert (m[-1] / m[0]).item() > 1e15, m
+    m = _second_moments("normal", 1.0, kernel_size, size, width, 0)
+    assert (m[-1] / m[0]).item() > 1e30, m
 
 
 def test_init_schemes_statistics():
@@ -258,7 +265,8 @@ def test_zoo_arch_builds_and_returns_points(arch):
 @pytest.mark.parametrize("arch", ["resnet18", "googlenet"])
 def test_zoo_pretrained_from_local_file(tmp_path, arch):
     torch.manual_seed(0)
-    ref = torchvision.models.get_model(arch, weights=None)  # googlenet: with aux heads
+    kwargs = {"init_weights": False} if arch == "googlenet" else {}
+    ref = torchvision.models.get_model(arch, weights=None, **kwargs)  # googlenet: with aux heads
     path = str(tmp_path / f"{arch}.pth")
     torch.save(ref.state_dict(), path)
     net = PercepZooLossNetwork(arch=arch, in_channels=1, pretrained_weights=path)
