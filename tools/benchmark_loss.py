@@ -1,0 +1,185 @@
+#!/usr/bin/env python
+"""Time and peak memory of the chunked perceptual loss vs a naive reference.
+
+naive:   ``naive_perceptual_loss`` (net(pred) with autograd and net(target) on the whole batch at
+         once, fp32), then ``backward()``.
+chunked: ``perceptual_loss(..., chunk_size=K)`` (fp32, TF32 off), then ``backward()``;
+         ``chunked_cl``: the same in channels_last.
+
+Every (variant, n, H, W) runs in a fresh child process, so one measurement cannot inherit another's
+cached or fragmented memory. In the child, the first loss step is measured for memory, then
+``--reps`` more steps are timed (median; ``--reps 0`` times the first step).
+
+Peak memory (what it measures):
+* CUDA: ``torch.cuda.max_memory_allocated()`` during the step minus the memory allocated just
+  before it (the net and the inputs), i.e. the extra memory the loss step needs.
+* CPU: the increase of the process's peak resident set size (VmHWM, reset through
+  ``/proc/self/clear_refs`` just before the step) over its resident size before the step: pages
+  actually touched by the step (activations, temporaries, allocator slack), not virtual memory.
+
+Example (CPU, sizes scaled by 1/4 per side):
+    OMP_NUM_THREADS=1 python tools/benchmark_loss.py --scale 0.25 --sizes 8,64
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from percep_det.modeling.loss_network import PercepVGGLossNetwork, PercepZooLossNetwork  # noqa
+from percep_det.modeling.losses import naive_perceptual_loss, perceptual_loss  # noqa
+
+VARIANTS = ("naive", "chunked", "chunked_cl")
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _hwm_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _reset_hwm() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak RSS (Linux >= 4.0)
+
+
+def _child(args: argparse.Namespace) -> Dict[str, float]:
+    """Run one variant at one size; return {"peak_mib", "time_s", "loss"}."""
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    if args.arch == "vgg":
+        net = PercepVGGLossNetwork(in_channels=args.channels)
+    else:
+        net = PercepZooLossNetwork(arch=args.arch, in_channels=args.channels)
+    net.to(device)
+    shape = (args.n, args.channels, args.height, args.width)
+    logits = torch.randn(shape, device=device)
+    target = (torch.rand(shape, device=device) > 0.5).float()
+
+    def step() -> float:
+        pred = logits.sigmoid().detach().requires_grad_()
+        if args.variant == "naive":
+            loss = naive_perceptual_loss(pred, target, net)
+        else:
+            loss = perceptual_loss(
+                pred,
+                target,
+                net,
+                chunk_size=args.chunk_size,
+                channels_last=args.variant == "chunked_cl",
+            )
+        loss.backward()
+        return loss.detach()
+
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    else:
+        before = _rss_bytes()
+        _reset_hwm()
+    t0 = time.perf_counter()
+    loss = step()
+    if cuda:
+        torch.cuda.synchronize()
+    first = time.perf_counter() - t0
+    peak = (torch.cuda.max_memory_allocated() if cuda else _hwm_bytes()) - before
+    times = []
+    for _ in range(args.reps):
+        t0 = time.perf_counter()
+        step()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return {
+        "peak_mib": peak / 2**20,
+        "time_s": statistics.median(times) if times else first,
+        "loss": float(loss),
+    }
+
+
+def _run_child(args: argparse.Namespace, variant: str, n: int, h: int, w: int) -> Dict[str, float]:
+    cmd = [
+        sys.executable, os.path.abspath(__file__), "--child", "--variant", variant,
+        "--n", str(n), "--height", str(h), "--width", str(w), "--arch", args.arch,
+        "--channels", str(args.channels), "--chunk-size", str(args.chunk_size),
+        "--reps", str(args.reps), "--device", args.device,
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="8,64,500", help="comma-separated numbers of inputs n")
+    parser.add_argument("--height", type=int, default=200, help="unscaled input height")
+    parser.add_argument("--width", type=int, default=336, help="unscaled input width")
+    parser.add_argument("--scale", type=float, default=1.0, help="scale factor of H and W")
+    parser.add_argument("--arch", default="vgg", help="'vgg' (VGG16 spec) or a zoo arch")
+    parser.add_argument("--channels", type=int, default=1)
+    parser.add_argument("--chunk-size", type=int, default=8)
+    parser.add_argument("--reps", type=int, default=2, help="timed steps after the first")
+    parser.add_argument("--variants", default="naive,chunked,chunked_cl")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", default="chunked", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, default=8, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(_child(args)))
+        return
+
+    h, w = round(args.height * args.scale), round(args.width * args.scale)
+    variants: List[str] = [v for v in args.variants.split(",") if v]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown or "naive" not in variants:
+        parser.error(f"--variants must include 'naive' and be among {VARIANTS}, got {unknown}")
+    print(f"device: {args.device} ({torch.cuda.get_device_name() if args.device == 'cuda' else 'CPU'},"
+          f" torch {torch.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')})")
+    print(f"loss net: {args.arch} (VGG16 blocks 2,2,3,3,3 if 'vgg'), in_channels {args.channels}, "
+          f"final layer, fp32; chunk_size {args.chunk_size}")
+    if args.scale != 1.0:
+        print(f"SCALED: inputs are {h}x{w} = ({args.height}x{args.width}) x {args.scale} per side "
+              f"(about {args.scale ** 2:.3g}x the FLOPs and activation memory per input)")
+    print("peak = extra memory of one loss step (forward + backward): "
+          + ("torch.cuda.max_memory_allocated" if args.device == "cuda" else
+             "peak RSS (VmHWM) increase over RSS before the step"))
+    print(f"time = median of {args.reps} steps after the first" if args.reps else
+          "time = the first (measured) step")
+    print()
+    header = f"| n | C x H x W | variant | time (s) | peak (MiB) | time / naive | naive peak / peak |"
+    print(header)
+    print("|" + "---|" * 7)
+    for n in [int(s) for s in args.sizes.split(",")]:
+        results = {v: _run_child(args, v, n, h, w) for v in variants}
+        base = results["naive"]
+        for v in variants:
+            r = results[v]
+            if "error" in r:
+                print(f"| {n} | {args.channels}x{h}x{w} | {v} | failed: {r['error']} | | | |")
+                continue
+            ratio_t = r["time_s"] / base["time_s"] if "time_s" in base else float("nan")
+            ratio_m = base["peak_mib"] / r["peak_mib"] if "peak_mib" in base else float("nan")
+            print(f"| {n} | {args.channels}x{h}x{w} | {v} | {r['time_s']:.3f} | "
+                  f"{r['peak_mib']:.1f} | {ratio_t:.2f} | {ratio_m:.2f} |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
