@@ -21,7 +21,7 @@ def get_condinst_cfg(config_file: Optional[str] = None) -> CfgNode:
 
 def tiny_condinst_cfg(num_classes: int = 3, semantic: bool = False) -> CfgNode:
     """A CondInst small enough to train a step on 64x64 images in well under a second:
-    R18 with BN (random init), 32-channel FPN / towers, one conv per tower."""
+    R18 with BN (random init), 64-channel FPN / towers, one conv per tower."""
     cfg = get_condinst_cfg()
     cfg.MODEL.META_ARCHITECTURE = "PercepCondInst"
     cfg.MODEL.MASK_ON = True
@@ -32,7 +32,7 @@ def tiny_condinst_cfg(num_classes: int = 3, semantic: bool = False) -> CfgNode:
     cfg.MODEL.RESNETS.NORM = "BN"
     cfg.MODEL.RESNETS.OUT_FEATURES = ["res3", "res4", "res5"]
     cfg.MODEL.FPN.IN_FEATURES = ["res3", "res4", "res5"]
-    cfg.MODEL.FPN.OUT_CHANNELS = 32
+    cfg.MODEL.FPN.OUT_CHANNELS = 64  # GN(32) needs > 1 value per group on 1x1 P7
     cfg.MODEL.PROPOSAL_GENERATOR.NAME = "PercepFCOS"
     cfg.MODEL.FCOS.NUM_CLASSES = num_classes
     cfg.MODEL.FCOS.NUM_CLS_CONVS = 1

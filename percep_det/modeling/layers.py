@@ -106,8 +106,8 @@ def dice_loss(scores: torch.Tensor, targets: torch.Tensor, eps: float = 1e-5) ->
     assert scores.shape == targets.shape, (
         f"dice_loss: scores {tuple(scores.shape)} and targets {tuple(targets.shape)} differ"
     )
-    scores = scores.reshape(scores.shape[0], -1)
-    targets = targets.reshape(targets.shape[0], -1).to(scores.dtype)
+    scores = scores.flatten(1)
+    targets = targets.flatten(1).to(scores.dtype)
     intersection = (scores * targets).sum(dim=1)
     union = (scores**2).sum(dim=1) + (targets**2).sum(dim=1) + eps
     return 1.0 - 2.0 * intersection / union
