@@ -65,7 +65,9 @@ def build_cfg(args):
     try:
         cfg.merge_from_list(args.opts)
     except (KeyError, ValueError, AssertionError) as e:
-        raise type(e)(f"command-line override {args.opts}: {e}") from None
+        # yacs reports an unknown key on the command line as an AssertionError
+        kind = KeyError if isinstance(e, KeyError) or "Non-existent" in str(e) else ValueError
+        raise kind(f"command-line override {args.opts}: {e}") from None
     cfg.freeze()
     check_device(cfg)
     check_datasets(cfg, train=not args.eval_only)

@@ -37,7 +37,11 @@ def load_shapes(name: str) -> List[Dict]:
     """Generate the split if needed and return its records in Detectron2's standard format."""
     split, spec = SHAPES_SPLITS[name]
     root = ensure_split(shapes_root(), split, spec, SHAPES_SEED)
-    assert root == _split_dir(split), (root, _split_dir(split))
+    meta = MetadataCatalog.get(name)
+    if meta.get("json_file", None) != os.path.join(root, "annotations.json"):
+        # PERCEP_DET_CACHE changed after import: point the metadata at the split just loaded.
+        del meta.json_file, meta.image_root
+        meta.set(json_file=os.path.join(root, "annotations.json"), image_root=os.path.join(root, "images"))
     records = load_coco_json(
         os.path.join(root, "annotations.json"),
         os.path.join(root, "images"),
@@ -74,7 +78,7 @@ def ensure_generated(name: str) -> None:
     """Generate a built-in split now (used before evaluators read ``json_file``)."""
     if name in SHAPES_SPLITS:
         split, spec = SHAPES_SPLITS[name]
-        ensure_split(shapes_root(), split, spec, SHAPES_SEED)
+        load_shapes(name)
 
 
 register_shapes()
