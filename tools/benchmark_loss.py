@@ -6,9 +6,11 @@ naive:   ``naive_perceptual_loss`` (net(pred) with autograd and net(target) on t
 chunked: ``perceptual_loss(..., chunk_size=K)`` (fp32, TF32 off), then ``backward()``;
          ``chunked_cl``: the same in channels_last.
 
-Every (variant, n, H, W) runs in a fresh child process, so one measurement cannot inherit another's
-cached or fragmented memory. In the child, the first loss step is measured for memory, then
-``--reps`` more steps are timed (median; ``--reps 0`` times the first step).
+Memory: every (variant, n, H, W) runs its first loss step in a fresh child process, so one
+measurement cannot inherit another's cached or fragmented memory. Time: one more child per n runs
+``--warmup`` untimed rounds, then ``--reps`` rounds of all variants interleaved (each variant on its
+own copy of the net), and reports the median per variant (``--reps 0``: the first step's time from
+the memory child).
 
 Peak memory (what it measures):
 * CUDA: ``torch.cuda.max_memory_allocated()`` during the step minus the memory allocated just
@@ -57,34 +59,44 @@ def _reset_hwm() -> None:
         f.write("5")  # reset the peak RSS (Linux >= 4.0)
 
 
-def _child(args: argparse.Namespace) -> Dict[str, float]:
-    """Run one variant at one size; return {"peak_mib", "time_s", "loss"}."""
+def _setup(args: argparse.Namespace):
     torch.manual_seed(0)
     device = torch.device(args.device)
+    shape = (args.n, args.channels, args.height, args.width)
+    logits = torch.randn(shape, device=device)
+    target = (torch.rand(shape, device=device) > 0.5).float()
+    return device, logits, target
+
+
+def _make_step(args: argparse.Namespace, variant: str, logits: torch.Tensor, target: torch.Tensor):
+    """A closure running one loss step (forward + backward) of ``variant`` on its own net."""
     if args.arch == "vgg":
         net = PercepVGGLossNetwork(in_channels=args.channels)
     else:
         net = PercepZooLossNetwork(arch=args.arch, in_channels=args.channels)
-    net.to(device)
-    shape = (args.n, args.channels, args.height, args.width)
-    logits = torch.randn(shape, device=device)
-    target = (torch.rand(shape, device=device) > 0.5).float()
+    net.to(logits.device)
+    cuda = logits.device.type == "cuda"
 
     def step() -> float:
         pred = logits.sigmoid().detach().requires_grad_()
-        if args.variant == "naive":
+        if variant == "naive":
             loss = naive_perceptual_loss(pred, target, net)
         else:
             loss = perceptual_loss(
-                pred,
-                target,
-                net,
-                chunk_size=args.chunk_size,
-                channels_last=args.variant == "chunked_cl",
+                pred, target, net, chunk_size=args.chunk_size, channels_last=variant == "chunked_cl"
             )
         loss.backward()
+        if cuda:
+            torch.cuda.synchronize()
         return loss.detach()
 
+    return step
+
+
+def _child_memory(args: argparse.Namespace) -> Dict[str, float]:
+    """Peak extra memory (MiB) and time of the first step of one variant."""
+    device, logits, target = _setup(args)
+    step = _make_step(args, args.variant, logits, target)
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.synchronize()
@@ -95,30 +107,34 @@ def _child(args: argparse.Namespace) -> Dict[str, float]:
         _reset_hwm()
     t0 = time.perf_counter()
     loss = step()
-    if cuda:
-        torch.cuda.synchronize()
     first = time.perf_counter() - t0
     peak = (torch.cuda.max_memory_allocated() if cuda else _hwm_bytes()) - before
-    times = []
-    for _ in range(args.reps):
-        t0 = time.perf_counter()
-        step()
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return {
-        "peak_mib": peak / 2**20,
-        "time_s": statistics.median(times) if times else first,
-        "loss": float(loss),
-    }
+    return {"peak_mib": peak / 2**20, "first_s": first, "loss": float(loss)}
 
 
-def _run_child(args: argparse.Namespace, variant: str, n: int, h: int, w: int) -> Dict[str, float]:
+def _child_time(args: argparse.Namespace) -> Dict[str, float]:
+    """Median step time of every variant, interleaved (v1, v2, ..., v1, v2, ...) so that load
+    changes on the machine hit all variants alike."""
+    _, logits, target = _setup(args)
+    variants = args.variants.split(",")
+    steps = {v: _make_step(args, v, logits, target) for v in variants}
+    times: Dict[str, List[float]] = {v: [] for v in variants}
+    for r in range(args.warmup + args.reps):
+        for v in variants:
+            t0 = time.perf_counter()
+            steps[v]()
+            if r >= args.warmup:
+                times[v].append(time.perf_counter() - t0)
+    return {v: statistics.median(t) for v, t in times.items()}
+
+
+def _run_child(args: argparse.Namespace, mode: str, variant: str, n: int, h: int, w: int) -> dict:
     cmd = [
-        sys.executable, os.path.abspath(__file__), "--child", "--variant", variant,
+        sys.executable, os.path.abspath(__file__), "--child", mode, "--variant", variant,
         "--n", str(n), "--height", str(h), "--width", str(w), "--arch", args.arch,
         "--channels", str(args.channels), "--chunk-size", str(args.chunk_size),
-        "--reps", str(args.reps), "--device", args.device,
+        "--reps", str(args.reps), "--warmup", str(args.warmup), "--device", args.device,
+        "--variants", args.variants,
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
@@ -135,15 +151,16 @@ def main() -> None:
     parser.add_argument("--arch", default="vgg", help="'vgg' (VGG16 spec) or a zoo arch")
     parser.add_argument("--channels", type=int, default=1)
     parser.add_argument("--chunk-size", type=int, default=8)
-    parser.add_argument("--reps", type=int, default=2, help="timed steps after the first")
+    parser.add_argument("--reps", type=int, default=3, help="timed rounds (0: first steps)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds before those")
     parser.add_argument("--variants", default="naive,chunked,chunked_cl")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("memory", "time"), help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="chunked", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=8, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(_child(args)))
+        print(json.dumps(_child_memory(args) if args.child == "memory" else _child_time(args)))
         return
 
     h, w = round(args.height * args.scale), round(args.width * args.scale)
@@ -161,14 +178,20 @@ def main() -> None:
     print("peak = extra memory of one loss step (forward + backward): "
           + ("torch.cuda.max_memory_allocated" if args.device == "cuda" else
              "peak RSS (VmHWM) increase over RSS before the step"))
-    print(f"time = median of {args.reps} steps after the first" if args.reps else
-          "time = the first (measured) step")
+    print(f"time = median of {args.reps} interleaved rounds after {args.warmup} warm-up round(s), "
+          "in one process" if args.reps else "time = the first step (in the memory process)")
     print()
-    header = f"| n | C x H x W | variant | time (s) | peak (MiB) | time / naive | naive peak / peak |"
+    header = "| n | C x H x W | variant | time (s) | peak (MiB) | time / naive | naive peak / peak |"
     print(header)
     print("|" + "---|" * 7)
     for n in [int(s) for s in args.sizes.split(",")]:
-        results = {v: _run_child(args, v, n, h, w) for v in variants}
+        results = {v: _run_child(args, "memory", v, n, h, w) for v in variants}
+        timed = _run_child(args, "time", "", n, h, w) if args.reps else {}
+        for v in variants:
+            if "error" in timed:
+                results[v]["error"] = timed["error"]
+            elif "peak_mib" in results[v]:
+                results[v]["time_s"] = timed.get(v, results[v]["first_s"])
         base = results["naive"]
         for v in variants:
             r = results[v]
