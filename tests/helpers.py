@@ -1,4 +1,5 @@
 """Shared helpers for the tests: tiny CondInst configs and synthetic inputs (CPU, seeded)."""
+
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np

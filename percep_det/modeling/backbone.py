@@ -4,6 +4,7 @@ Built from detectron2's own ``build_resnet_backbone`` and ``FPN``, so detectron2
 checkpoints (``R-50.pkl``) load through ``DetectionCheckpointer`` with the usual c2 name
 conversion, and the names match AdelaiDet's ``build_fcos_resnet_fpn_backbone``.
 """
+
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import BACKBONE_REGISTRY, FPN, build_resnet_backbone
 from detectron2.modeling.backbone.fpn import LastLevelP6P7

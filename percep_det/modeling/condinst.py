@@ -6,6 +6,7 @@ Module names and parameter shapes equal AdelaiDet's ``CondInst`` for the same co
 Shape shorthand: N images, Hpad x Wpad the padded batch size, M ground truths of one image,
 R instances, s = MODEL.CONDINST.MASK_OUT_STRIDE.
 """
+
 import logging
 from typing import Dict, List, Optional, Tuple
 
@@ -74,9 +75,9 @@ class PercepCondInst(nn.Module):
         nn.init.constant_(self.controller.bias, 0)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
-        assert self.pixel_mean.shape == self.pixel_std.shape, (
-            f"MODEL.PIXEL_MEAN {pixel_mean} and MODEL.PIXEL_STD {pixel_std} differ in length"
-        )
+        assert (
+            self.pixel_mean.shape == self.pixel_std.shape
+        ), f"MODEL.PIXEL_MEAN {pixel_mean} and MODEL.PIXEL_STD {pixel_std} differ in length"
 
     @classmethod
     def from_config(cls, cfg):
@@ -146,7 +147,9 @@ class PercepCondInst(nn.Module):
 
     def preprocess_image(self, batched_inputs: List[Dict]) -> ImageList:
         """Normalise and pad the images to a multiple of the backbone's size divisibility."""
-        images = [(x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs]
+        images = [
+            (x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs
+        ]
         return ImageList.from_tensors(
             images,
             self.backbone.size_divisibility,
@@ -221,7 +224,5 @@ class PercepCondInst(nn.Module):
             width = inputs.get("width", image_size[1])
             per_im = detections[detections.im_inds == im_id]
             per_im = Instances(tuple(image_size), **per_im.get_fields())
-            results.append(
-                {"instances": postprocess_instances(per_im, height, width, padded_size)}
-            )
+            results.append({"instances": postprocess_instances(per_im, height, width, padded_size)})
         return results

@@ -10,6 +10,7 @@ Shape shorthand in this file:
     Ho, Wo = H * f, W * f with f = mask_feat_stride / mask_out_stride (stride 4 by default)
     P number of generated parameters per instance (169 by default)
 """
+
 import logging
 from typing import Dict, List, Optional, Tuple
 
@@ -36,7 +37,8 @@ PERCEP_MASK_HEAD_REGISTRY = Registry("PERCEP_MASK_HEAD")
 PERCEP_MASK_HEAD_REGISTRY.__doc__ = """
 Registry for CondInst dynamic mask heads. The registered object is called with ``(cfg)`` and must
 provide ``num_gen_params``, ``sample_instances``, ``forward`` (losses in training, instances with
-``pred_global_masks`` in inference) and ``mask_logits``. Chosen by ``MODEL.CONDINST.MASK_HEAD.NAME``.
+``pred_global_masks`` in inference) and ``mask_logits``. Chosen by
+``MODEL.CONDINST.MASK_HEAD.NAME``.
 """
 
 
@@ -117,10 +119,12 @@ class PercepDynamicMaskHead(nn.Module):
             loss_weight: weight of ``loss_mask``.
         """
         super().__init__()
-        assert num_layers >= 2, f"MODEL.CONDINST.MASK_HEAD.NUM_LAYERS must be >= 2, got {num_layers}"
-        assert max_proposals == -1 or topk_proposals_per_im == -1, (
-            "MODEL.CONDINST.MAX_PROPOSALS and TOPK_PROPOSALS_PER_IM cannot both be set"
-        )
+        assert (
+            num_layers >= 2
+        ), f"MODEL.CONDINST.MASK_HEAD.NUM_LAYERS must be >= 2, got {num_layers}"
+        assert (
+            max_proposals == -1 or topk_proposals_per_im == -1
+        ), "MODEL.CONDINST.MAX_PROPOSALS and TOPK_PROPOSALS_PER_IM cannot both be set"
         self.in_channels = in_channels
         self.channels = channels
         self.num_layers = num_layers
@@ -344,9 +348,9 @@ def postprocess_instances(
         return results
     masks = results.pred_global_masks  # (R, 1, Ho, Wo)
     factor = padded_size[0] // masks.shape[-2]
-    assert factor * masks.shape[-2] == padded_size[0] and factor * masks.shape[-1] == padded_size[1], (
-        f"mask size {tuple(masks.shape[-2:])} does not divide the padded size {tuple(padded_size)}"
-    )
+    assert (
+        factor * masks.shape[-2] == padded_size[0] and factor * masks.shape[-1] == padded_size[1]
+    ), f"mask size {tuple(masks.shape[-2:])} does not divide the padded size {tuple(padded_size)}"
     masks = aligned_bilinear(masks, factor)[:, :, :resized_h, :resized_w]
     masks = F.interpolate(
         masks, size=(output_height, output_width), mode="bilinear", align_corners=False

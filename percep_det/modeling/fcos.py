@@ -8,6 +8,7 @@ Shape shorthand in this file:
     R: points over all levels of one image (sum of Hi * Wi); M: ground-truth boxes of one image
     K: foreground classes (label K means background); P: channels of the top module output
 """
+
 import logging
 from typing import Dict, List, Optional, Tuple
 
@@ -160,9 +161,9 @@ class PercepFCOS(nn.Module):
     FCOS: per-point classification, ltrb box regression and centre-ness on FPN levels.
 
     Training targets: a point is positive for a ground truth when it lies inside the centre region
-    (``pos_radius * stride`` around the centroid of the gt mask when ``gt_bitmasks_full`` is present,
-    else the box centre; clipped to the box) and the largest of its ltrb distances falls in the
-    level's size range (inclusive); among several, the smallest box wins.
+    (``pos_radius * stride`` around the centroid of the gt mask when ``gt_bitmasks_full`` is
+    present, else the box centre; clipped to the box) and the largest of its ltrb distances falls
+    in the level's size range (inclusive); among several, the smallest box wins.
     """
 
     @configurable
@@ -208,16 +209,18 @@ class PercepFCOS(nn.Module):
             thresh_with_ctr: threshold ``cls * ctrness`` instead of ``cls``.
         """
         super().__init__()
-        assert len(in_features) == len(fpn_strides), (
-            f"MODEL.FCOS.IN_FEATURES {in_features} and FPN_STRIDES {fpn_strides} differ in length"
-        )
+        assert len(in_features) == len(
+            fpn_strides
+        ), f"MODEL.FCOS.IN_FEATURES {in_features} and FPN_STRIDES {fpn_strides} differ in length"
         assert len(sizes_of_interest) == len(in_features) - 1, (
             f"MODEL.FCOS.SIZES_OF_INTEREST needs {len(in_features) - 1} values for "
             f"{len(in_features)} levels, got {sizes_of_interest}"
         )
-        assert loss_normalizer_cls in ("fg", "moving_fg", "all"), (
-            f"MODEL.FCOS.LOSS_NORMALIZER_CLS must be fg, moving_fg or all, got {loss_normalizer_cls}"
-        )
+        assert loss_normalizer_cls in (
+            "fg",
+            "moving_fg",
+            "all",
+        ), f"MODEL.FCOS.LOSS_NORMALIZER_CLS must be fg, moving_fg or all, got {loss_normalizer_cls}"
         self.fcos_head = head
         self.in_features = list(in_features)
         self.fpn_strides = list(fpn_strides)
@@ -240,13 +243,14 @@ class PercepFCOS(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
-        if cfg.MODEL.FCOS.BOX_QUALITY != "ctrness":
+        box_quality, loc_loss = cfg.MODEL.FCOS.BOX_QUALITY, cfg.MODEL.FCOS.LOC_LOSS_TYPE
+        if box_quality != "ctrness":
             raise NotImplementedError(
-                f"MODEL.FCOS.BOX_QUALITY={cfg.MODEL.FCOS.BOX_QUALITY!r}: only 'ctrness' is supported."
+                f"MODEL.FCOS.BOX_QUALITY={box_quality!r}: only 'ctrness' is supported"
             )
-        if cfg.MODEL.FCOS.LOC_LOSS_TYPE != "giou":
+        if loc_loss != "giou":
             raise NotImplementedError(
-                f"MODEL.FCOS.LOC_LOSS_TYPE={cfg.MODEL.FCOS.LOC_LOSS_TYPE!r}: only 'giou' is supported."
+                f"MODEL.FCOS.LOC_LOSS_TYPE={loc_loss!r}: only 'giou' is supported"
             )
         in_features = cfg.MODEL.FCOS.IN_FEATURES
         missing = [f for f in in_features if f not in input_shape]
@@ -313,7 +317,10 @@ class PercepFCOS(nn.Module):
             return self.losses(
                 locations, logits, reg, ctrness, top_feats, gt_instances, images.tensor.shape[-2:]
             )
-        return self.predict_proposals(locations, logits, reg, ctrness, top_feats, images.image_sizes), {}
+        return (
+            self.predict_proposals(locations, logits, reg, ctrness, top_feats, images.image_sizes),
+            {},
+        )
 
     def compute_locations(self, features: List[torch.Tensor]) -> List[torch.Tensor]:
         """Image coordinates ``(Hi * Wi, 2)`` of the points of every level."""
@@ -346,7 +353,10 @@ class PercepFCOS(nn.Module):
             [points.new_full((len(loc),), float(s)) for loc, s in zip(locations, self.fpn_strides)]
         )  # (R,)
         size_ranges = torch.cat(
-            [points.new_tensor(r)[None].expand(len(loc), 2) for loc, r in zip(locations, self.size_ranges)]
+            [
+                points.new_tensor(r)[None].expand(len(loc), 2)
+                for loc, r in zip(locations, self.size_ranges)
+            ]
         )  # (R, 2)
         labels, reg_targets, gt_inds = [], [], []
         num_gts_before = 0
@@ -368,7 +378,7 @@ class PercepFCOS(nn.Module):
         size_ranges: torch.Tensor,
         gt: Instances,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Labels ``(R,)``, ltrb targets in pixels ``(R, 4)`` and gt indices ``(R,)`` of one image."""
+        """Labels ``(R,)``, ltrb targets in pixels ``(R, 4)``, gt indices ``(R,)`` of one image."""
         num_points = len(points)
         boxes = gt.gt_boxes.tensor  # (M, 4)
         if len(boxes) == 0:
@@ -482,8 +492,10 @@ class PercepFCOS(nn.Module):
         # positives, with everything the mask head (and a teacher) needs to find them again
         points = torch.cat(locations, dim=0)  # (R, 2)
         levels = torch.cat(
-            [torch.full((len(loc),), i, dtype=torch.long, device=points.device)
-             for i, loc in enumerate(locations)]
+            [
+                torch.full((len(loc),), i, dtype=torch.long, device=points.device)
+                for i, loc in enumerate(locations)
+            ]
         )  # (R,)
         point_inds = pos_inds % num_points
         pos = Instances(tuple(image_size))

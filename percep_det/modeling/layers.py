@@ -4,6 +4,7 @@ Each helper exists exactly once here; variants import it instead of copying it.
 
 Shape shorthand: ``N`` images, ``C`` channels, ``H, W`` feature size, ``R`` points / instances.
 """
+
 import math
 from typing import Optional
 
@@ -103,9 +104,9 @@ def dice_loss(scores: torch.Tensor, targets: torch.Tensor, eps: float = 1e-5) ->
     Returns:
         ``(R,)`` losses; the caller chooses the reduction.
     """
-    assert scores.shape == targets.shape, (
-        f"dice_loss: scores {tuple(scores.shape)} and targets {tuple(targets.shape)} differ"
-    )
+    assert (
+        scores.shape == targets.shape
+    ), f"dice_loss: scores {tuple(scores.shape)} and targets {tuple(targets.shape)} differ"
     scores = scores.flatten(1)
     targets = targets.flatten(1).to(scores.dtype)
     intersection = (scores * targets).sum(dim=1)

@@ -3,6 +3,7 @@
 Shape shorthand: N images, C FPN channels, Cm = MASK_BRANCH.CHANNELS, Co = MASK_BRANCH.OUT_CHANNELS,
 K classes, H, W the size of the first input level (stride 8 with the default P3).
 """
+
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -149,19 +150,29 @@ class PercepMaskBranch(nn.Module):
             sampled = sampled[:, : logits.shape[-2], : logits.shape[-1]]
             areas = masks.flatten(1).sum(dim=1).float()  # (M,)
             if len(areas) == 0:
-                targets.append(torch.zeros(logits.shape[-2:], dtype=torch.long, device=logits.device))
+                targets.append(
+                    torch.zeros(logits.shape[-2:], dtype=torch.long, device=logits.device)
+                )
                 continue
             per_pixel_area = torch.where(
-                sampled, areas[:, None, None], torch.full_like(sampled, float("inf"), dtype=areas.dtype)
+                sampled,
+                areas[:, None, None],
+                torch.full_like(sampled, float("inf"), dtype=areas.dtype),
             )
             min_area, inds = per_pixel_area.min(dim=0)  # (H, W)
             target = gt.gt_classes[inds] + 1
             targets.append(torch.where(torch.isinf(min_area), torch.zeros_like(target), target))
         targets = torch.stack(targets)  # (N, H, W), 0 = background, k + 1 = class k
-        class_range = torch.arange(1, logits.shape[1] + 1, device=logits.device)[None, :, None, None]
+        class_range = torch.arange(1, logits.shape[1] + 1, device=logits.device)[
+            None, :, None, None
+        ]
         one_hot = (targets[:, None] == class_range).to(logits.dtype)  # (N, K, H, W)
         num_pos = one_hot.sum().clamp(min=1.0)
         loss = sigmoid_focal_loss(
-            logits, one_hot, alpha=self.focal_loss_alpha, gamma=self.focal_loss_gamma, reduction="sum"
+            logits,
+            one_hot,
+            alpha=self.focal_loss_alpha,
+            gamma=self.focal_loss_gamma,
+            reduction="sum",
         )
         return loss / num_pos

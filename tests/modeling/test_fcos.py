@@ -1,5 +1,6 @@
 """FCOS: target assignment on hand-made boxes / masks (expected values worked out by hand from the
 rules), losses and inference post-processing."""
+
 import pytest
 import torch
 from detectron2.layers import ShapeSpec
@@ -128,7 +129,9 @@ def test_ctrness_targets():
 
 def run_losses(fcos, gts):
     torch.manual_seed(0)
-    features = {f"p{i + 3}": torch.randn(len(gts), 32, 64 // s, 64 // s) for i, s in enumerate(STRIDES)}
+    features = {
+        f"p{i + 3}": torch.randn(len(gts), 32, 64 // s, 64 // s) for i, s in enumerate(STRIDES)
+    }
     images = ImageList(torch.zeros(len(gts), 3, 64, 64), [(64, 64)] * len(gts))
     fcos.train()
     return fcos(images, features, gts)
@@ -136,7 +139,9 @@ def run_losses(fcos, gts):
 
 def test_losses_are_finite_and_positives_carry_their_indices():
     fcos = make_fcos()
-    pos, losses = run_losses(fcos, [gt([[0, 0, 20, 20]], [0]), gt([], []), gt([[8, 8, 56, 40]], [1])])
+    pos, losses = run_losses(
+        fcos, [gt([[0, 0, 20, 20]], [0]), gt([], []), gt([[8, 8, 56, 40]], [1])]
+    )
     assert set(losses) == {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr"}
     assert all(torch.isfinite(v) for v in losses.values())
     assert len(pos) == 4 + 4
