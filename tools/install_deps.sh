@@ -8,6 +8,8 @@
 set -euo pipefail
 
 PYTHON=${PYTHON:-python3}
+# absolute path of the interpreter (a venv's python stays the venv's), so checks can run from /
+PYTHON="$("$PYTHON" -c 'import sys; print(sys.executable)')"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PIP=("$PYTHON" -m pip --disable-pip-version-check)
 PIN_TORCH=${PIN_TORCH:-"torch==2.14.1 torchvision==0.29.1"}
@@ -68,8 +70,9 @@ else
 fi
 
 # percep_det itself (editable), without touching the dependencies resolved above.
-if ! "$PYTHON" -c "import percep_det, os, sys; sys.exit(os.path.realpath(percep_det.__path__[0]) != os.path.realpath('$HERE/percep_det'))" >/dev/null 2>&1; then
+# (run from / so that the checkout itself on sys.path does not count as installed)
+if ! (cd / && "$PYTHON" -c "import percep_det, os, sys; sys.exit(os.path.realpath(percep_det.__path__[0]) != os.path.realpath('$HERE/percep_det'))") >/dev/null 2>&1; then
   log "installing percep_det (editable) from $HERE"
   "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$HERE"
 fi
-"$PYTHON" -c "import detectron2, torch, percep_det; print('[install_deps] ok: torch', torch.__version__, '| detectron2', detectron2.__version__, '| percep_det', percep_det.__version__)"
+cd / && "$PYTHON" -c "import detectron2, torch, percep_det; print('[install_deps] ok: torch', torch.__version__, '| detectron2', detectron2.__version__, '| percep_det', percep_det.__version__)"
