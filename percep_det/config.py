@@ -154,4 +154,23 @@ def _add_condinst_config(cfg: CN) -> None:
 
 
 def _add_perceptual_condinst_config(cfg: CN) -> None:
-    pass  # filled by the perceptual-CondInst work
+    # Read by PercepPerceptualDynamicMaskHead (MODEL.CONDINST.MASK_HEAD.NAME); the loss network,
+    # its weight (lambda) and CHUNK_SIZE come from MODEL.PERCEPTUAL_LOSS (IN_CHANNELS forced to 1).
+    _C = cfg.MODEL.CONDINST.PERCEPTUAL = CN()
+    # Target of the perceptual term: "gt" (gt bitmasks at the mask output stride) or "teacher".
+    _C.TARGET = "gt"
+    # Instances per step in the perceptual term: random subset of the sampled ones (-1 = all).
+    _C.MAX_INSTANCES = -1
+    # Evaluate each instance on a crop around its support instead of the whole mask (opt-in).
+    _C.CROP = False
+    # CROP: probability above which a pixel of prediction or target belongs to the support.
+    _C.CROP_THRESH = 0.05
+    # CROP: margin around the support, in pixels of the mask (stride MASK_OUT_STRIDE).
+    _C.CROP_MARGIN = 32
+    # CROP: crop corners snap to multiples of this (the loss net's total pooling stride).
+    _C.CROP_ALIGN = 32
+    _C.TEACHER = CN()
+    # Config file of the frozen teacher CondInst (TARGET "teacher").
+    _C.TEACHER.CONFIG_FILE = ""
+    # Weights of the teacher (detectron2 / AdelaiDet checkpoint), loaded strictly.
+    _C.TEACHER.WEIGHTS = ""

@@ -9,3 +9,4 @@ from .loss_network import (  # noqa: F401
 )
 from .losses import PerceptualLoss, naive_perceptual_loss, perceptual_loss  # noqa: F401
 from . import backbone, fcos, mask_branch, dynamic_mask_head, condinst  # noqa
+from . import perceptual_mask_head, teacher  # noqa

@@ -118,7 +118,7 @@ class PercepCondInst(nn.Module):
         positives, proposal_losses = self.proposal_generator(
             images, features, gt_instances, self.controller
         )
-        mask_losses = self.forward_mask_head_train(positives, mask_feats, gt_instances)
+        mask_losses = self.forward_mask_head_train(positives, mask_feats, gt_instances, images)
 
         losses = {}
         losses.update(sem_losses)
@@ -186,16 +186,24 @@ class PercepCondInst(nn.Module):
             gt.gt_bitmasks = full[:, s // 2 :: s, s // 2 :: s]
 
     def forward_mask_head_train(
-        self, positives: Instances, mask_feats: torch.Tensor, gt_instances: List[Instances]
+        self,
+        positives: Instances,
+        mask_feats: torch.Tensor,
+        gt_instances: List[Instances],
+        images: Optional[ImageList] = None,
     ) -> Dict[str, torch.Tensor]:
         """Sample the FCOS positives that get a mask loss and compute the mask head's losses.
 
         The sampled instances carry ``im_inds``, ``fpn_levels``, ``locations``, ``gt_inds`` and
         ``mask_head_params`` (and FCOS's ``labels``, ``logits_pred``, ``ctrness_pred``, ...).
+        A head whose ``needs_images`` is True (e.g. one with a teacher) also gets ``images``.
         """
         positives.mask_head_params = positives.top_feats
         sampled = self.mask_head.sample_instances(positives)
-        return self.mask_head(mask_feats, self.mask_branch.out_stride, sampled, gt_instances)
+        extra = {"images": images} if getattr(self.mask_head, "needs_images", False) else {}
+        return self.mask_head(
+            mask_feats, self.mask_branch.out_stride, sampled, gt_instances, **extra
+        )
 
     def forward_mask_head_test(
         self, proposals: List[Instances], mask_feats: torch.Tensor, padded_size: Tuple[int, int]

@@ -1,0 +1,165 @@
+"""The perceptual CondInst mask head on CPU with a tiny R18 model and a tiny loss network: the
+extra loss, its gradients, the cost options, inference and checkpoints unchanged."""
+
+import pytest
+import torch
+from detectron2.modeling import build_model
+from detectron2.utils.events import EventStorage
+
+from percep_det.modeling.dynamic_mask_head import PercepDynamicMaskHead
+from percep_det.modeling.loss_network import PercepVGGLossNetwork
+from percep_det.modeling.losses import perceptual_loss
+from percep_det.modeling.perceptual_mask_head import (
+    PercepPerceptualDynamicMaskHead,
+    crop_to_support,
+)
+from percep_det.modeling.teacher import load_weights_strict
+from tests.helpers import make_inputs, tiny_condinst_cfg
+from tests.modeling.percep_helpers import tiny_percep_cfg
+
+TWO_OBJECTS = ([[5, 5, 40, 30], [20, 20, 60, 60]], [0, 2])
+NO_OBJECT = ([], [])
+BASE_LOSSES = {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_mask"}
+
+
+def build(cfg, seed=0):
+    torch.manual_seed(seed)
+    return build_model(cfg)
+
+
+def train_step(model, inputs):
+    model.train()
+    with EventStorage():
+        return model(inputs)
+
+
+def test_head_is_registered_and_adds_a_finite_positive_loss():
+    model = build(tiny_percep_cfg())
+    assert type(model.mask_head) is PercepPerceptualDynamicMaskHead
+    assert model.mask_head.loss_network().in_channels == 1
+    losses = train_step(model, make_inputs([TWO_OBJECTS, TWO_OBJECTS]))
+    assert set(losses) == BASE_LOSSES | {"loss_mask_percep"}
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+    assert losses["loss_mask_percep"] > 0  # random head: predictions differ from the gt
+
+
+def test_loss_is_zero_when_predictions_equal_targets():
+    head = build(tiny_percep_cfg()).mask_head
+    head.train()
+    gt = torch.zeros(3, 1, 16, 16)
+    gt[:, :, 4:10, 3:12] = 1
+    equal = head.losses({"mask_scores": gt.clone(), "gt_bitmasks": gt}, instances=[0, 1, 2])
+    assert equal["loss_mask_percep"] == 0
+    assert torch.allclose(equal["loss_mask"], torch.zeros(()), atol=1e-5)
+    other = head.losses({"mask_scores": gt.roll(3, dims=-1), "gt_bitmasks": gt}, [0, 1, 2])
+    assert other["loss_mask_percep"] > 0
+    # lambda = MODEL.PERCEPTUAL_LOSS.LOSS_WEIGHT times the plain perceptual loss
+    plain = perceptual_loss(gt.roll(3, dims=-1), gt, head.loss_network())
+    assert torch.allclose(other["loss_mask_percep"], 0.1 * plain)
+
+
+def test_gradient_reaches_the_mask_head_parameters_and_not_the_loss_network():
+    model = build(tiny_percep_cfg())
+    losses = train_step(model, make_inputs([TWO_OBJECTS]))
+    losses["loss_mask_percep"].backward()
+    assert model.controller.weight.grad is not None and model.controller.weight.grad.abs().sum() > 0
+    tower = model.mask_branch.tower[-1].weight
+    assert tower.grad is not None and tower.grad.abs().sum() > 0
+    net = model.mask_head.loss_network()
+    assert all(p.grad is None and not p.requires_grad for p in net.parameters())
+    # the loss network is not part of the model: the optimizer cannot see it
+    model_params = {id(p) for p in model.parameters()}
+    assert not any(id(p) in model_params for p in net.parameters())
+
+
+def test_batches_without_instances_train():
+    model = build(tiny_percep_cfg())
+    for gts in ([NO_OBJECT, NO_OBJECT], [TWO_OBJECTS, NO_OBJECT]):
+        losses = train_step(model, make_inputs(gts))
+        assert "loss_mask_percep" in losses
+        assert all(torch.isfinite(v) for v in losses.values()), losses
+        sum(losses.values()).backward()
+        assert model.controller.weight.grad is not None
+
+
+def test_max_instances_uses_a_random_subset():
+    model = build(tiny_percep_cfg(MAX_INSTANCES=3))
+    seen = []
+    original = model.mask_head.perceptual_loss
+
+    def record(pred, target):
+        seen.append(pred.shape[0])
+        return original(pred, target)
+
+    model.mask_head.perceptual_loss = record
+    losses = train_step(model, make_inputs([TWO_OBJECTS, TWO_OBJECTS]))
+    assert seen == [3] and torch.isfinite(losses["loss_mask_percep"])
+
+
+def test_crop_equals_the_full_loss_when_the_margin_covers_the_mask():
+    torch.manual_seed(0)
+    net = PercepVGGLossNetwork(blocks=(1, 1), widths=(8, 8))  # total pooling stride 4
+    pred = torch.rand(5, 1, 32, 24) * 0.2
+    target = torch.zeros(5, 1, 32, 24)
+    target[:, :, 10:20, 5:15] = 1
+    full = perceptual_loss(pred, target, net)
+    buckets = crop_to_support(pred, target, thresh=0.5, margin=64, align=4, bucket_size=2)
+    assert [p.shape[0] for p, _, _ in buckets] == [2, 2, 1]
+    cropped = sum(s * perceptual_loss(p, t, net) for p, t, s in buckets)
+    assert torch.allclose(cropped, full, rtol=1e-5)
+
+    # a tight crop (support = target, pred small outside) is a close approximation and cheaper
+    pred = target * 0.8 + 0.01
+    full = perceptual_loss(pred, target, net)
+    buckets = crop_to_support(pred, target, thresh=0.05, margin=4, align=4, bucket_size=8)
+    assert buckets[0][0].shape[-2:] == (20, 20)
+    cropped = sum(s * perceptual_loss(p, t, net) for p, t, s in buckets)
+    assert torch.allclose(cropped, full, rtol=0.05)
+
+
+def test_crop_option_trains_and_its_gradient_reaches_the_head():
+    model = build(tiny_percep_cfg(CROP=True, CROP_MARGIN=4, CROP_ALIGN=4))
+    losses = train_step(model, make_inputs([TWO_OBJECTS, NO_OBJECT]))
+    assert torch.isfinite(losses["loss_mask_percep"]) and losses["loss_mask_percep"] > 0
+    losses["loss_mask_percep"].backward()
+    assert model.controller.weight.grad.abs().sum() > 0
+
+
+def test_inference_is_unchanged_and_builds_no_loss_network():
+    cfg = tiny_percep_cfg()
+    cfg.MODEL.FCOS.INFERENCE_TH_TEST = 0.0  # random weights: keep detections
+    plain_cfg = tiny_condinst_cfg()
+    plain_cfg.MODEL.FCOS.INFERENCE_TH_TEST = 0.0
+    percep = build(cfg).eval()
+    plain = build(plain_cfg, seed=1).eval()
+    plain.load_state_dict(percep.state_dict())  # same weights
+    inputs = make_inputs([TWO_OBJECTS, NO_OBJECT], with_instances=False)
+    with torch.no_grad():
+        out_p, out_q = percep(inputs), plain(inputs)
+    for a, b in zip(out_p, out_q):
+        a, b = a["instances"], b["instances"]
+        assert len(a) > 0 and len(a) == len(b)
+        assert torch.equal(a.pred_masks, b.pred_masks)
+        assert torch.equal(a.pred_boxes.tensor, b.pred_boxes.tensor)
+        assert torch.equal(a.scores, b.scores)
+    assert not percep.mask_head._loss_network.is_built
+
+
+def test_student_checkpoint_loads_into_plain_condinst_strictly(tmp_path):
+    percep = build(tiny_percep_cfg(), seed=1)
+    train_step(percep, make_inputs([TWO_OBJECTS]))  # builds the loss network
+    assert percep.mask_head._loss_network.is_built
+    plain = build(tiny_condinst_cfg(), seed=2)
+    assert type(plain.mask_head) is PercepDynamicMaskHead
+    assert list(percep.state_dict()) == list(plain.state_dict())
+    plain.load_state_dict(percep.state_dict(), strict=True)
+    torch.save({"model": percep.state_dict()}, tmp_path / "model_final.pth")
+    # strict detectron2-format load: any missing / unexpected / wrongly shaped key raises
+    load_weights_strict(build(tiny_condinst_cfg(), seed=3), str(tmp_path / "model_final.pth"))
+
+
+def test_bad_options_name_their_key():
+    with pytest.raises(AssertionError, match="MODEL.CONDINST.PERCEPTUAL.TARGET"):
+        build(tiny_percep_cfg("soft"))
+    with pytest.raises(AssertionError, match="MAX_INSTANCES"):
+        build(tiny_percep_cfg(MAX_INSTANCES=0))
