@@ -124,7 +124,7 @@ def run_batch(model, batch, timer: StageTimer):
         "mask_head", model.forward_mask_head_test, proposals, mask_feats, images.tensor.shape[-2:]
     )
     results = timer("postprocess", model.postprocess, detections, batch, images)
-    return sum(len(r["instances"]) for r in results)
+    return len(detections), sum(len(r["instances"]) for r in results)
 
 
 def main(argv=None):
@@ -142,10 +142,11 @@ def main(argv=None):
     for batch in batches[: args.warmup]:
         run_batch(model, batch, timer)
     timer.times.clear()
-    num_dets = 0
+    num_masked, num_dets = 0, 0
     start = time.perf_counter()
     for batch in batches[args.warmup :]:
-        num_dets += run_batch(model, batch, timer)
+        masked, dets = run_batch(model, batch, timer)
+        num_masked, num_dets = num_masked + masked, num_dets + dets
     total = time.perf_counter() - start
     num_images = args.iters * args.batch_size
 
@@ -156,7 +157,10 @@ def main(argv=None):
         f"threads: {torch.get_num_threads()}  batch: {args.batch_size}  "
         f"images: {num_images} ({args.dataset or 'random'}, input sizes {sorted(sizes)[:3]})"
     )
-    print(f"detections per image: {num_dets / num_images:.1f}")
+    print(
+        f"per image: {num_masked / num_images:.1f} instances through the mask head, "
+        f"{num_dets / num_images:.1f} returned (non-empty boxes)"
+    )
     print(f"{'stage':<20}{'ms / image':>12}{'share':>9}")
     for name in STAGES:
         t = timer.times[name]
