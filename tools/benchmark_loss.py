@@ -119,13 +119,21 @@ def _child_time(args: argparse.Namespace) -> Dict[str, float]:
     variants = args.variants.split(",")
     steps = {v: _make_step(args, v, logits, target) for v in variants}
     times: Dict[str, List[float]] = {v: [] for v in variants}
+    failed = set()
     for r in range(args.warmup + args.reps):
         for v in variants:
+            if v in failed:
+                continue
             t0 = time.perf_counter()
-            steps[v]()
+            try:
+                steps[v]()
+            except torch.cuda.OutOfMemoryError:  # e.g. naive at n = 500: time the others
+                failed.add(v)
+                torch.cuda.empty_cache()
+                continue
             if r >= args.warmup:
                 times[v].append(time.perf_counter() - t0)
-    return {v: statistics.median(t) for v, t in times.items()}
+    return {v: statistics.median(t) for v, t in times.items() if v not in failed}
 
 
 def _run_child(args: argparse.Namespace, mode: str, variant: str, n: int, h: int, w: int) -> dict:
@@ -168,18 +176,19 @@ def main() -> None:
     unknown = set(variants) - set(VARIANTS)
     if unknown or "naive" not in variants:
         parser.error(f"--variants must include 'naive' and be among {VARIANTS}, got {unknown}")
-    print(f"device: {args.device} ({torch.cuda.get_device_name() if args.device == 'cuda' else 'CPU'},"
-          f" torch {torch.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')})")
+    name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
+    print(f"device: {args.device} ({name}, torch {torch.__version__}, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')})")
     print(f"loss net: {args.arch} (VGG16 blocks 2,2,3,3,3 if 'vgg'), in_channels {args.channels}, "
           f"final layer, fp32; chunk_size {args.chunk_size}")
     if args.scale != 1.0:
-        print(f"SCALED: inputs are {h}x{w} = ({args.height}x{args.width}) x {args.scale} per side "
-              f"(about {args.scale ** 2:.3g}x the FLOPs and activation memory per input)")
+        print(f"SCALED: inputs are {h}x{w} = ({args.height}x{args.width}) x {args.scale} per "
+              f"side (about {args.scale ** 2:.3g}x the FLOPs and activation memory per input)")
     print("peak = extra memory of one loss step (forward + backward): "
           + ("torch.cuda.max_memory_allocated" if args.device == "cuda" else
              "peak RSS (VmHWM) increase over RSS before the step"))
-    print(f"time = median of {args.reps} interleaved rounds after {args.warmup} warm-up round(s), "
-          "in one process" if args.reps else "time = the first step (in the memory process)")
+    timing = f"median of {args.reps} interleaved rounds after {args.warmup} warm-up round(s)"
+    print(f"time = {timing}, in one process" if args.reps else "time = first step (memory process)")
     print()
     header = "| n | C x H x W | variant | time (s) | peak (MiB) | time / naive | naive peak / peak |"
     print(header)
@@ -191,7 +200,8 @@ def main() -> None:
             if "error" in timed:
                 results[v]["error"] = timed["error"]
             elif "peak_mib" in results[v]:
-                results[v]["time_s"] = timed.get(v, results[v]["first_s"])
+                first = results[v]["first_s"]
+                results[v]["time_s"] = timed.get(v, float("nan")) if args.reps else first
         base = results["naive"]
         for v in variants:
             r = results[v]

@@ -204,7 +204,7 @@ class PercepVGGLossNetwork(PercepLossNetwork):
         widths: Sequence[int] = (64, 128, 256, 512, 512),
         kernel_size: int = 3,
         init: str = "paper",
-        init_param: float = 1.0,
+        init_param: float = 0.01,
         seed: int = 0,
         out_points: Optional[Sequence[str]] = None,
         point_weights: Optional[Sequence[float]] = None,
@@ -301,7 +301,8 @@ class PercepVGGLossNetwork(PercepLossNetwork):
 # --------------------------------------------------------------------------------------------
 LOSS_NET_ZOO: Dict[str, Dict[str, str]] = {
     # arch -> {point name: torchvision module path}, 4 points each, shallow to deep.
-    # Module paths follow Pihlgren et al. (arXiv 2302.04032), official code, `layers_in_experiments`.
+    # Module paths follow Pihlgren et al. (arXiv 2302.04032), official code: `layers_in_experiments`
+    # (child indices translated to module paths).
     "alexnet": {"relu1": "features.1", "relu2": "features.4", "relu3": "features.7",
                 "relu5": "features.11"},
     "vgg11": {"relu1_1": "features.1", "relu2_1": "features.4", "relu3_2": "features.9",
@@ -433,7 +434,7 @@ class PercepZooLossNetwork(PercepLossNetwork):
         arch: str,
         in_channels: int = 1,
         init: str = "paper",
-        init_param: float = 1.0,
+        init_param: float = 0.01,
         seed: int = 0,
         out_points: Optional[Sequence[str]] = None,
         point_weights: Optional[Sequence[float]] = None,
