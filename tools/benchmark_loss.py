@@ -190,8 +190,7 @@ def main() -> None:
     timing = f"median of {args.reps} interleaved rounds after {args.warmup} warm-up round(s)"
     print(f"time = {timing}, in one process" if args.reps else "time = first step (memory process)")
     print()
-    header = "| n | C x H x W | variant | time (s) | peak (MiB) | time / naive | naive peak / peak |"
-    print(header)
+    print("| n | C x H x W | variant | time (s) | peak (MiB) | time / naive | naive peak / peak |")
     print("|" + "---|" * 7)
     for n in [int(s) for s in args.sizes.split(",")]:
         results = {v: _run_child(args, "memory", v, n, h, w) for v in variants}
