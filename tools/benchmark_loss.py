@@ -2,9 +2,12 @@
 """Time and peak memory of the chunked perceptual loss vs a naive reference.
 
 naive:   ``naive_perceptual_loss`` (net(pred) with autograd and net(target) on the whole batch at
-         once, fp32), then ``backward()``.
-chunked: ``perceptual_loss(..., chunk_size=K)`` (fp32, TF32 off), then ``backward()``;
+         once), then ``backward()``.
+chunked: ``perceptual_loss(..., chunk_size=K)``, then ``backward()``;
          ``chunked_cl``: the same in channels_last.
+
+Both run in the same ``--precision`` (default fp32 with TF32 off, the loss's default; ``tf32``
+lets cuDNN use TF32 tensor cores, which is what PyTorch does for convolutions unless told not to).
 
 Memory: every (variant, n, H, W) runs its first loss step in a fresh child process, so one
 measurement cannot inherit another's cached or fragmented memory. Time: one more child per n runs
@@ -80,10 +83,15 @@ def _make_step(args: argparse.Namespace, variant: str, logits: torch.Tensor, tar
     def step() -> float:
         pred = logits.sigmoid().detach().requires_grad_()
         if variant == "naive":
-            loss = naive_perceptual_loss(pred, target, net)
+            loss = naive_perceptual_loss(pred, target, net, precision=args.precision)
         else:
             loss = perceptual_loss(
-                pred, target, net, chunk_size=args.chunk_size, channels_last=variant == "chunked_cl"
+                pred,
+                target,
+                net,
+                chunk_size=args.chunk_size,
+                precision=args.precision,
+                channels_last=variant == "chunked_cl",
             )
         loss.backward()
         if cuda:
@@ -141,6 +149,7 @@ def _run_child(args: argparse.Namespace, mode: str, variant: str, n: int, h: int
         sys.executable, os.path.abspath(__file__), "--child", mode, "--variant", variant,
         "--n", str(n), "--height", str(h), "--width", str(w), "--arch", args.arch,
         "--channels", str(args.channels), "--chunk-size", str(args.chunk_size),
+        "--precision", args.precision,
         "--reps", str(args.reps), "--warmup", str(args.warmup), "--device", args.device,
         "--variants", args.variants,
     ]  # fmt: skip
@@ -159,6 +168,12 @@ def main() -> None:
     parser.add_argument("--arch", default="vgg", help="'vgg' (VGG16 spec) or a zoo arch")
     parser.add_argument("--channels", type=int, default=1)
     parser.add_argument("--chunk-size", type=int, default=8)
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "tf32", "bf16", "fp16"],
+        help="precision of both the naive reference and the chunked loss (fp32: TF32 off)",
+    )
     parser.add_argument("--reps", type=int, default=3, help="timed rounds (0: first steps)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds before those")
     parser.add_argument("--variants", default="naive,chunked,chunked_cl")
@@ -180,7 +195,7 @@ def main() -> None:
     print(f"device: {args.device} ({name}, torch {torch.__version__}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')})")
     print(f"loss net: {args.arch} (VGG16 blocks 2,2,3,3,3 if 'vgg'), in_channels {args.channels}, "
-          f"final layer, fp32; chunk_size {args.chunk_size}")
+          f"final layer, {args.precision} (naive and chunked alike); chunk_size {args.chunk_size}")
     if args.scale != 1.0:
         print(f"SCALED: inputs are {h}x{w} = ({args.height}x{args.width}) x {args.scale} per "
               f"side (about {args.scale ** 2:.3g}x the FLOPs and activation memory per input)")
