@@ -54,7 +54,8 @@ def _add_perceptual_loss_config(cfg: CN) -> None:
     _C.LOSS_WEIGHT = 0.1
     # Inputs per chunk: peak memory of the loss grows with this, not with the number of inputs.
     _C.CHUNK_SIZE = 8
-    # Precision inside the loss: "fp32" (TF32 off, default), "bf16" or "fp16" autocast (opt-in).
+    # Precision inside the loss: "fp32" (TF32 off, default), "tf32" (TF32 tensor cores, ~4x faster
+    # on H100), "bf16" or "fp16" autocast (opt-in: low precision loses the gradient direction).
     _C.PRECISION = "fp32"
     # Run the loss net in channels_last memory format.
     _C.CHANNELS_LAST = False

@@ -154,7 +154,13 @@ def test_precision_options():
     loss.backward()
     assert loss.dtype == torch.float32 and p16.grad.dtype == torch.bfloat16
     with pytest.raises(ValueError, match="PRECISION"):
-        perceptual_loss(pred, target, net, precision="tf32")
+        perceptual_loss(pred, target, net, precision="fp8")
+    # tf32: fp32 tensors (on CPU identical to fp32), TF32 switches restored afterwards
+    torch.backends.cudnn.allow_tf32 = False
+    tf32 = perceptual_loss(pred.detach(), target, net, precision="tf32")
+    assert not torch.backends.cudnn.allow_tf32
+    torch.testing.assert_close(tf32, ref.detach(), rtol=1e-3, atol=0)
+    torch.backends.cudnn.allow_tf32 = True
 
 
 def test_channels_last_matches():
