@@ -24,18 +24,39 @@ from detectron2.utils.logger import setup_logger
 import percep_det  # noqa: F401  (registers datasets and models)
 from percep_det import add_percep_det_config
 from percep_det.data import ensure_generated
-from percep_det.engine import check_config_file, check_datasets, check_device, cpu_aware_ddp
+from percep_det.engine import (
+    TrainingState,
+    build_resumable_train_loader,
+    check_config_file,
+    check_datasets,
+    check_device,
+    cpu_aware_ddp,
+)
 from percep_det.utils import draw_dataset_predictions, plot_metrics
 
 logger = logging.getLogger("percep_det.train_net")
 
 
 class Trainer(DefaultTrainer):
-    """DefaultTrainer with COCO evaluation of percep_det datasets and CPU multi-process support."""
+    """DefaultTrainer with COCO evaluation of percep_det datasets, CPU multi-process support and a
+    data stream / RNG state that ``--resume`` restores exactly (see percep_det/engine/resume.py)."""
 
     def __init__(self, cfg):
         with cpu_aware_ddp():
             super().__init__(cfg)
+        self.training_state = TrainingState(self._trainer.data_loader.stream)
+        self.checkpointer.checkpointables["training_state"] = self.training_state
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_resumable_train_loader(cfg)
+
+    def resume_or_load(self, resume=True):
+        super().resume_or_load(resume=resume)
+        # examples this process consumed before start_iter (restored seed: TrainingState)
+        per_process = self.cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
+        self._trainer.data_loader.stream.set_start(self.start_iter * per_process)
+        self.training_state.apply_rng_state()  # RNG states of the checkpoint, if resumed
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

@@ -1,5 +1,13 @@
 """Training helpers shared by ``tools/train_net.py`` and by projects that reuse percep_det."""
 from .checks import check_config_file, check_datasets, check_device
 from .ddp import cpu_aware_ddp
+from .resume import TrainingState, build_resumable_train_loader
 
-__all__ = ["check_config_file", "check_datasets", "check_device", "cpu_aware_ddp"]
+__all__ = [
+    "TrainingState",
+    "build_resumable_train_loader",
+    "check_config_file",
+    "check_datasets",
+    "check_device",
+    "cpu_aware_ddp",
+]
