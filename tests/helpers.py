@@ -95,3 +95,26 @@ def make_inputs(
             d["instances"] = rect_instances(size, boxes, classes, mask_format)
         inputs.append(d)
     return inputs
+
+
+# two rectangles (classes 0 and 2) / no object, as (boxes, classes) for make_inputs
+TWO_OBJECTS = ([[5, 5, 40, 30], [20, 20, 60, 60]], [0, 2])
+NO_OBJECT: Tuple[List[List[float]], List[int]] = ([], [])
+
+
+def build(cfg, seed: int = 0):
+    """The model of ``cfg`` with weights drawn after ``torch.manual_seed(seed)``."""
+    import torch
+    from detectron2.modeling import build_model
+
+    torch.manual_seed(seed)
+    return build_model(cfg)
+
+
+def train_step(model, inputs):
+    """One training forward (loss dict) under an EventStorage."""
+    from detectron2.utils.events import EventStorage
+
+    model.train()
+    with EventStorage():
+        return model(inputs)

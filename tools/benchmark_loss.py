@@ -40,26 +40,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from percep_det.modeling.loss_network import PercepVGGLossNetwork, PercepZooLossNetwork  # noqa
 from percep_det.modeling.losses import naive_perceptual_loss, perceptual_loss  # noqa
+from percep_det.utils.memory import peak_rss_bytes, reset_peak_rss, rss_bytes  # noqa: E402
 
 VARIANTS = ("naive", "chunked", "chunked_cl")
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _hwm_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def _reset_hwm() -> None:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the peak RSS (Linux >= 4.0)
 
 
 def _setup(args: argparse.Namespace):
@@ -111,12 +94,12 @@ def _child_memory(args: argparse.Namespace) -> Dict[str, float]:
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
     else:
-        before = _rss_bytes()
-        _reset_hwm()
+        before = rss_bytes()
+        reset_peak_rss()
     t0 = time.perf_counter()
     loss = step()
     first = time.perf_counter() - t0
-    peak = (torch.cuda.max_memory_allocated() if cuda else _hwm_bytes()) - before
+    peak = (torch.cuda.max_memory_allocated() if cuda else peak_rss_bytes()) - before
     return {"peak_mib": peak / 2**20, "first_s": first, "loss": float(loss)}
 
 

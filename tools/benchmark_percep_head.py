@@ -40,24 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from percep_det.modeling.loss_network import PercepVGGLossNetwork  # noqa: E402
 from percep_det.modeling.perceptual_mask_head import PercepPerceptualDynamicMaskHead  # noqa: E402
-
-
-def _hwm_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _reset_hwm() -> None:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+from percep_det.utils.memory import peak_rss_bytes, reset_peak_rss, rss_bytes  # noqa: E402
 
 
 def synthetic_masks(n: int, h: int, w: int, device: torch.device, seed: int = 0):
@@ -118,10 +101,10 @@ def child(args) -> dict:
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
     else:
-        _reset_hwm()
-        before = _rss_bytes()
+        reset_peak_rss()
+        before = rss_bytes()
     times = [step(head, pred, target)]
-    peak = (torch.cuda.max_memory_allocated() if cuda else _hwm_bytes()) - before
+    peak = (torch.cuda.max_memory_allocated() if cuda else peak_rss_bytes()) - before
     times += [step(head, pred, target) for _ in range(args.reps)]
     timed = times[1:] if args.reps else times
     return {"time_s": statistics.median(timed), "peak_mib": peak / 2**20}

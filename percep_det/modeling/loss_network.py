@@ -288,6 +288,13 @@ class PercepVGGLossNetwork(PercepLossNetwork):
         }
 
     def _features(self, x: Tensor) -> Dict[str, Tensor]:
+        num_pools = sum(isinstance(m, nn.MaxPool2d) for m in self.layers.children())
+        if min(x.shape[-2:]) < 2**num_pools:
+            raise ValueError(
+                f"input of {tuple(x.shape[-2:])} px is too small for this loss network: its "
+                f"{num_pools} max-pools need at least {2**num_pools} px per side. Use fewer blocks "
+                "(MODEL.PERCEPTUAL_LOSS.BLOCKS) or an earlier point (OUT_POINTS)."
+            )
         feats: Dict[str, Tensor] = {}
         for name, layer in self.layers.named_children():
             x = layer(x)

@@ -5,7 +5,6 @@ import os
 import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 
 import percep_det  # noqa: F401

@@ -8,34 +8,27 @@ import sys
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.modeling import META_ARCH_REGISTRY, build_model
+from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import Instances
-from detectron2.utils.events import EventStorage
 
 from percep_det.modeling.dynamic_mask_head import (
     PERCEP_MASK_HEAD_REGISTRY,
     PercepDynamicMaskHead,
 )
 from percep_det.modeling.layers import aligned_bilinear, dice_loss
-from tests.helpers import get_condinst_cfg, make_inputs, tiny_condinst_cfg
+from tests.helpers import (
+    NO_OBJECT,
+    TWO_OBJECTS,
+    build,
+    get_condinst_cfg,
+    make_inputs,
+    tiny_condinst_cfg,
+    train_step,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-KEYS_DIR = "/work/shared/reference/condinst_keys"
-
-TWO_OBJECTS = ([[5, 5, 40, 30], [20, 20, 60, 60]], [0, 2])
-NO_OBJECT = ([], [])
-
-
-def build(cfg, seed=0):
-    torch.manual_seed(seed)
-    return build_model(cfg)
-
-
-def train_step(model, inputs):
-    model.train()
-    with EventStorage():
-        losses = model(inputs)
-    return losses
+# state_dict key lists (name, shape, dtype) of AdelaiDet's CondInst models, taken from AdelaiDet
+KEYS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "condinst_keys")
 
 
 @pytest.mark.parametrize("semantic", [False, True])
@@ -102,7 +95,6 @@ def read_tsv(name):
         return [tuple(line.rstrip("\n").split("\t")) for line in f if line.strip()]
 
 
-@pytest.mark.skipif(not os.path.isdir(KEYS_DIR), reason="AdelaiDet key lists not available")
 @pytest.mark.parametrize(
     "config, tsv",
     [

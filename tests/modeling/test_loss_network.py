@@ -321,3 +321,10 @@ def test_bad_specs_raise_named_errors(tmp_path):
     cfg.MODEL.PERCEPTUAL_LOSS.PRETRAINED_WEIGHTS = bad
     with pytest.raises(ValueError, match="PRETRAINED_WEIGHTS"):
         build_loss_network(cfg)
+
+
+def test_too_small_input_names_the_size():
+    net = PercepVGGLossNetwork(in_channels=1)
+    with pytest.raises(ValueError, match="at least 32 px"):
+        net(torch.zeros(1, 1, 16, 40))
+    assert net(torch.zeros(1, 1, 32, 32))["pool5"].shape == (1, 512, 1, 1)

@@ -3,8 +3,6 @@ extra loss, its gradients, the cost options, inference and checkpoints unchanged
 
 import pytest
 import torch
-from detectron2.modeling import build_model
-from detectron2.utils.events import EventStorage
 
 from percep_det.modeling.dynamic_mask_head import PercepDynamicMaskHead
 from percep_det.modeling.loss_network import PercepVGGLossNetwork
@@ -14,23 +12,10 @@ from percep_det.modeling.perceptual_mask_head import (
     crop_to_support,
 )
 from percep_det.modeling.teacher import load_weights_strict
-from tests.helpers import make_inputs, tiny_condinst_cfg
+from tests.helpers import NO_OBJECT, TWO_OBJECTS, build, make_inputs, tiny_condinst_cfg, train_step
 from tests.modeling.percep_helpers import tiny_percep_cfg
 
-TWO_OBJECTS = ([[5, 5, 40, 30], [20, 20, 60, 60]], [0, 2])
-NO_OBJECT = ([], [])
 BASE_LOSSES = {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_mask"}
-
-
-def build(cfg, seed=0):
-    torch.manual_seed(seed)
-    return build_model(cfg)
-
-
-def train_step(model, inputs):
-    model.train()
-    with EventStorage():
-        return model(inputs)
 
 
 def test_head_is_registered_and_adds_a_finite_positive_loss():

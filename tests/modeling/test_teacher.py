@@ -5,11 +5,9 @@ of the student (state_dict, optimizer, inference)."""
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.modeling import build_model
-from detectron2.utils.events import EventStorage
 
 from percep_det.modeling.teacher import PercepCondInstTeacher
-from tests.helpers import make_inputs, tiny_condinst_cfg
+from tests.helpers import NO_OBJECT, TWO_OBJECTS, build, make_inputs, tiny_condinst_cfg, train_step
 from tests.modeling.percep_helpers import (
     teacher_student_cfg,
     tiny_percep_cfg,
@@ -17,19 +15,6 @@ from tests.modeling.percep_helpers import (
     write_teacher,
 )
 
-TWO_OBJECTS = ([[5, 5, 40, 30], [20, 20, 60, 60]], [0, 2])
-NO_OBJECT = ([], [])
-
-
-def build(cfg, seed=0):
-    torch.manual_seed(seed)
-    return build_model(cfg)
-
-
-def train_step(model, inputs):
-    model.train()
-    with EventStorage():
-        return model(inputs)
 
 
 def load_teacher(cfg):

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import torch
 from detectron2.config import get_cfg
 from detectron2.structures import Boxes, Instances
