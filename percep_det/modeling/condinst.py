@@ -196,14 +196,11 @@ class PercepCondInst(nn.Module):
 
         The sampled instances carry ``im_inds``, ``fpn_levels``, ``locations``, ``gt_inds`` and
         ``mask_head_params`` (and FCOS's ``labels``, ``logits_pred``, ``ctrness_pred``, ...).
-        A head whose ``needs_images`` is True (e.g. one with a teacher) also gets ``images``.
+        The head also gets the batched ``images`` (a head with a teacher runs it on them).
         """
         positives.mask_head_params = positives.top_feats
         sampled = self.mask_head.sample_instances(positives)
-        extra = {"images": images} if getattr(self.mask_head, "needs_images", False) else {}
-        return self.mask_head(
-            mask_feats, self.mask_branch.out_stride, sampled, gt_instances, **extra
-        )
+        return self.mask_head(mask_feats, self.mask_branch.out_stride, sampled, gt_instances, images)
 
     def forward_mask_head_test(
         self, proposals: List[Instances], mask_feats: torch.Tensor, padded_size: Tuple[int, int]

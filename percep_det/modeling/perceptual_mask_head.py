@@ -202,12 +202,6 @@ class PercepPerceptualDynamicMaskHead(PercepDynamicMaskHead):
         )
         return ret
 
-    @property
-    def needs_images(self) -> bool:
-        """Whether the meta-architecture must pass ``images`` to :meth:`forward` (a teacher
-        runs on them)."""
-        return self.target == "teacher"
-
     def loss_network(self, device: Optional[torch.device] = None) -> PercepLossNetwork:
         """The frozen loss network (built on the first call), on ``device`` if given."""
         return self._loss_network.get(device)
@@ -215,28 +209,21 @@ class PercepPerceptualDynamicMaskHead(PercepDynamicMaskHead):
     # ------------------------------------------------------------------------------------------
     # training
     # ------------------------------------------------------------------------------------------
-    def forward(
+    def predict_train(
         self,
         mask_feats: torch.Tensor,
         mask_feat_stride: int,
         instances: Instances,
-        gt_instances: Optional[List[Instances]] = None,
+        gt_instances: List[Instances],
         images: Optional[ImageList] = None,
-    ):
-        """
-        As :meth:`PercepDynamicMaskHead.forward`; in training also ``loss_mask_percep``.
-
-        Args:
-            images: the student's normalised, padded batch; needed (training only) when
-                :attr:`needs_images`.
-        """
-        if not self.training:
-            return super().forward(mask_feats, mask_feat_stride, instances)
-        assert gt_instances is not None, "the mask head needs gt_instances in training"
-        self._iter += 1
-        predictions = self.predict_train(mask_feats, mask_feat_stride, instances, gt_instances)
+    ) -> Dict[str, Optional[torch.Tensor]]:
+        """The parent's predictions plus ``percep_inds`` / ``percep_targets`` (see
+        :meth:`perceptual_targets`); ``images`` is needed for teacher targets."""
+        predictions = super().predict_train(
+            mask_feats, mask_feat_stride, instances, gt_instances, images
+        )
         predictions.update(self.perceptual_targets(predictions, instances, images))
-        return self.losses(predictions, instances)
+        return predictions
 
     def perceptual_instances(self, num_instances: int, device: torch.device):
         """Indices ``(k,)`` of the instances in the perceptual term (random, MAX_INSTANCES), or
@@ -264,7 +251,7 @@ class PercepPerceptualDynamicMaskHead(PercepDynamicMaskHead):
         if images is None:
             raise ValueError(
                 "MODEL.CONDINST.PERCEPTUAL.TARGET 'teacher': the mask head needs the batched "
-                "images; the meta-architecture must pass images= when head.needs_images is True."
+                "images; the meta-architecture must pass images= to the mask head in training."
             )
         chosen = instances if inds is None else instances[inds]
         targets = self.teacher.soft_masks(images.tensor, chosen).to(scores.dtype)

@@ -51,7 +51,7 @@ def test_teacher_masks_match_an_independent_run_of_the_teacher(tmp_path):
     cfg = teacher_student_cfg(str(tmp_path))
     student = build(cfg)
     head = student.mask_head
-    assert head.needs_images and not head.teacher.is_built
+    assert head.target == "teacher" and not head.teacher.is_built
     seen = []
     original = head.perceptual_targets
 
