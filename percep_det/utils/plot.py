@@ -45,8 +45,13 @@ def _smooth(values: List[float], window: int) -> List[float]:
     return out
 
 
-def plot_metrics(metrics_json: str, out_png: str, smooth: int = 20) -> str:
-    """Plot losses (left) and evaluation APs (right) against iteration into ``out_png``."""
+def plot_metrics(metrics_json: str, out_png: str, smooth: int = 3) -> str:
+    """Plot losses (left) and evaluation APs (right) against iteration into ``out_png``.
+
+    detectron2 already logs losses as medians over its logging window (20 iterations); ``smooth``
+    averages a few logged points more (a long trailing window would show a step when the first,
+    high losses leave it).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
