@@ -11,18 +11,18 @@ __all__ = ["add_percep_det_config"]
 
 def add_percep_det_config(cfg: CN) -> None:
     """Add all percep_det config keys (with their defaults) to ``cfg`` in place."""
-    _add_embedded_dataset_config(cfg)
+    _add_visualization_config(cfg)
     _add_perceptual_loss_config(cfg)
     _add_condinst_config(cfg)
     _add_perceptual_condinst_config(cfg)
 
 
-def _add_embedded_dataset_config(cfg: CN) -> None:
-    # (keys of the built-in synthetic dataset are read from the environment, see percep_det/data)
+def _add_visualization_config(cfg: CN) -> None:
+    # (the built-in dataset has no keys: its cache directory is the env var PERCEP_DET_CACHE)
     cfg.PERCEP_DET = CN()
-    # Where visualisations of predictions are written after evaluation ("" = OUTPUT_DIR/vis).
+    # Where tools/train_net.py draws predictions after training / --eval-only ("" = OUTPUT_DIR/vis).
     cfg.PERCEP_DET.VIS_DIR = ""
-    # Number of validation images drawn with predictions after each evaluation (0 = none).
+    # Number of images of the first test set drawn with predictions (0 = none).
     cfg.PERCEP_DET.VIS_NUM_IMAGES = 8
     # Score threshold for the drawn predictions.
     cfg.PERCEP_DET.VIS_SCORE_THRESH = 0.3
