@@ -51,8 +51,9 @@ PRESETS: Dict[str, List[Tuple[str, str]]] = {
 }
 
 
-def read_metrics(output_dir: str) -> Optional[dict]:
-    """Final ``segm/AP``, ``bbox/AP`` and mean step ``time`` of a run (None if not finished)."""
+def read_metrics(output_dir: str, at_iteration: Optional[int] = None) -> Optional[dict]:
+    """Final ``segm/AP``, ``bbox/AP`` and mean step ``time`` of a run (None if not finished), or
+    those of its evaluation logged at ``at_iteration`` (None if the run has not reached it)."""
     path = os.path.join(output_dir, "metrics.json")
     if not os.path.isfile(path):
         return None
@@ -66,6 +67,8 @@ def read_metrics(output_dir: str) -> Optional[dict]:
                 except json.JSONDecodeError:
                     continue  # a line cut by an interrupted run
     evals = [r for r in records if "segm/AP" in r or "bbox/AP" in r]
+    if at_iteration is not None:
+        evals = [r for r in evals if r.get("iteration") == at_iteration]
     if not evals:
         return None
     times = [r["time"] for r in records if "time" in r]
@@ -134,13 +137,19 @@ def _fmt(mean: float, std: float) -> str:
     return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
 
 
-def summarize(variants: List[Tuple[str, str]], seeds: List[int], out_dir: str) -> Tuple[str, dict]:
-    """Markdown table and raw numbers of every finished run."""
+def summarize(
+    variants: List[Tuple[str, str]],
+    seeds: List[int],
+    out_dir: str,
+    at_iteration: Optional[int] = None,
+) -> Tuple[str, dict]:
+    """Markdown table and raw numbers of every finished run (or of every run's evaluation at
+    ``at_iteration``)."""
     raw = {}
     for name, _ in variants:
         raw[name] = {}
         for seed in seeds:
-            metrics = read_metrics(os.path.join(out_dir, name, f"seed{seed}"))
+            metrics = read_metrics(os.path.join(out_dir, name, f"seed{seed}"), at_iteration)
             if metrics is not None:
                 raw[name][seed] = metrics
     base_time = _mean_std([m["time"] for m in raw[variants[0][0]].values()])[0]
@@ -177,6 +186,13 @@ def main() -> None:
     parser.add_argument("--num-gpus", type=int, default=1, help="per run (tools/train_net.py)")
     parser.add_argument("--resume", action="store_true", help="skip finished runs, resume others")
     parser.add_argument("--summary-only", action="store_true", help="only tabulate existing runs")
+    parser.add_argument(
+        "--at-iteration",
+        type=int,
+        default=None,
+        help="tabulate the evaluation logged at this iteration (e.g. 1499 for TEST.EVAL_PERIOD "
+        "500) instead of the final one: compares runs that did not all finish",
+    )
     parser.add_argument("overrides", nargs=argparse.REMAINDER, help="KEY VALUE ... for every run")
     args = parser.parse_args()
 
@@ -205,9 +221,12 @@ def main() -> None:
         if failed:
             print(f"failed runs: {failed}", file=sys.stderr)
 
-    table, raw = summarize(variants, seeds, args.out)
+    table, raw = summarize(variants, seeds, args.out, args.at_iteration)
+    when = "final evaluation"
+    if args.at_iteration is not None:
+        when = f"evaluation at iteration {args.at_iteration}"
     header = (
-        f"Runs under {args.out}, seeds {seeds}, overrides {args.overrides or 'none'}; mean ± "
+        f"Runs under {args.out}, seeds {seeds}, overrides {args.overrides or 'none'}, {when}; mean ± "
         "sample std over seeds; step time = mean of metrics.json 'time' (s/iter).\n\n"
     )
     os.makedirs(args.out, exist_ok=True)
