@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from percep_det.modeling.loss_network import PercepVGGLossNetwork, PercepZooLossNetwork  # noqa
 from percep_det.modeling.losses import naive_perceptual_loss, perceptual_loss  # noqa
-from percep_det.utils.memory import peak_rss_bytes, reset_peak_rss, rss_bytes  # noqa: E402
+from percep_det.utils.memory import PeakMemory  # noqa: E402
 
 VARIANTS = ("naive", "chunked", "chunked_cl")
 
@@ -88,18 +88,11 @@ def _child_memory(args: argparse.Namespace) -> Dict[str, float]:
     """Peak extra memory (MiB) and time of the first step of one variant."""
     device, logits, target = _setup(args)
     step = _make_step(args, args.variant, logits, target)
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-    else:
-        before = rss_bytes()
-        reset_peak_rss()
-    t0 = time.perf_counter()
-    loss = step()
-    first = time.perf_counter() - t0
-    peak = (torch.cuda.max_memory_allocated() if cuda else peak_rss_bytes()) - before
+    with PeakMemory(device) as mem:
+        t0 = time.perf_counter()
+        loss = step()
+        first = time.perf_counter() - t0
+    peak = mem.peak_bytes
     return {"peak_mib": peak / 2**20, "first_s": first, "loss": float(loss)}
 
 

@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from percep_det.modeling.loss_network import PercepVGGLossNetwork  # noqa: E402
 from percep_det.modeling.perceptual_mask_head import PercepPerceptualDynamicMaskHead  # noqa: E402
-from percep_det.utils.memory import peak_rss_bytes, reset_peak_rss, rss_bytes  # noqa: E402
+from percep_det.utils.memory import PeakMemory  # noqa: E402
 
 
 def synthetic_masks(n: int, h: int, w: int, device: torch.device, seed: int = 0):
@@ -95,16 +95,9 @@ def child(args) -> dict:
     head.loss_network(device)
     pred, target = synthetic_masks(args.n, args.height, args.width, device)
     pred.requires_grad_(True)
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-    else:
-        reset_peak_rss()
-        before = rss_bytes()
-    times = [step(head, pred, target)]
-    peak = (torch.cuda.max_memory_allocated() if cuda else peak_rss_bytes()) - before
+    with PeakMemory(device) as mem:
+        times = [step(head, pred, target)]
+    peak = mem.peak_bytes
     times += [step(head, pred, target) for _ in range(args.reps)]
     timed = times[1:] if args.reps else times
     return {"time_s": statistics.median(timed), "peak_mib": peak / 2**20}
