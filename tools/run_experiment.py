@@ -6,12 +6,14 @@ Each run is ``tools/train_net.py --config-file <variant config> SEED <k> OUTPUT_
 final ``segm/AP`` and ``bbox/AP`` are read from the run's ``metrics.json`` (detectron2 writes the
 evaluation after the last iteration there), the step time is the mean of its ``time`` entries
 (the first record, the warm-up, left out). The table (mean +- sample std over seeds; the step-time
-ratio vs the first variant) is printed and written to ``<out>/results.md`` (+ ``results.json``).
+ratio vs the first variant) is printed and written to ``<out>/results.md`` (+ ``results.json``);
+``<out>/curves.png`` plots mask and box AP against iteration per variant (mean over seeds, band
+from the lowest to the highest seed), to see whether the curves have levelled off.
 
 Presets (``--preset``) name the variant configs:
     shapes-cpu: baseline, percep-gt, percep-teacher on the embedded shapes data set (CPU);
         train the teacher first: tools/train_net.py --config-file
-        configs/quick_schedules/condinst_R34_shapes_cpu.yaml
+        configs/quick_schedules/condinst_teacher_R18_4k_shapes_cpu.yaml
     coco: the R50 1x COCO configs (set TEACHER.WEIGHTS in condinst_percep_R50_1x_coco.yaml or pass
         MODEL.CONDINST.PERCEPTUAL.TEACHER.WEIGHTS as an override: it is ignored by the others).
 ``--variant NAME=CONFIG`` (repeatable) replaces the preset's list.
@@ -35,6 +37,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # percep_det from this checkout when it is not installed
+
+from percep_det.utils.plot import load_metrics, plot_experiment  # noqa: E402
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
 
 PRESETS: Dict[str, List[Tuple[str, str]]] = {
@@ -57,28 +62,23 @@ def read_metrics(output_dir: str, at_iteration: Optional[int] = None) -> Optiona
     path = os.path.join(output_dir, "metrics.json")
     if not os.path.isfile(path):
         return None
-    records = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # a line cut by an interrupted run
-    evals = [r for r in records if "segm/AP" in r or "bbox/AP" in r]
+    series = load_metrics(path)  # resumed runs: the last value of a repeated iteration wins
+    evals: Dict[int, dict] = {}
+    for key in ("segm/AP", "bbox/AP"):
+        for it, value in series.get(key, []):
+            evals.setdefault(it, {})[key] = value
     if at_iteration is not None:
-        evals = [r for r in evals if r.get("iteration") == at_iteration]
+        evals = {it: e for it, e in evals.items() if it == at_iteration}
     if not evals:
         return None
-    times = [r["time"] for r in records if "time" in r]
-    times = times[1:] if len(times) > 1 else times
-    last = evals[-1]
+    times = [t for _, t in series.get("time", [])]
+    times = times[1:] if len(times) > 1 else times  # the first record includes the warm-up
+    last = max(evals)
     return {
-        "segm/AP": last.get("segm/AP", float("nan")),
-        "bbox/AP": last.get("bbox/AP", float("nan")),
+        "segm/AP": evals[last].get("segm/AP", float("nan")),
+        "bbox/AP": evals[last].get("bbox/AP", float("nan")),
         "time": sum(times) / len(times) if times else float("nan"),
-        "iteration": last.get("iteration"),
+        "iteration": last,
     }
 
 
@@ -236,6 +236,15 @@ def main() -> None:
         json.dump({"variants": dict(variants), "seeds": seeds, "runs": raw}, f, indent=1)
     print("\n" + header + table)
     print(f"written to {os.path.join(args.out, 'results.md')}")
+    runs = {
+        name: [os.path.join(args.out, name, f"seed{seed}", "metrics.json") for seed in seeds]
+        for name, _ in variants
+    }
+    try:
+        png = plot_experiment(runs, os.path.join(args.out, "curves.png"), title=args.out)
+        print(f"AP curves (mean over seeds, band = min..max) in {png}")
+    except ValueError as e:
+        print(f"no AP curves yet: {e}")
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
 """Training curves from detectron2's ``metrics.json``."""
 import json
+import logging
 import math
 import os
 from collections import defaultdict
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
-__all__ = ["load_metrics", "plot_metrics"]
+__all__ = ["load_metrics", "plot_metrics", "plot_experiment"]
+
+logger = logging.getLogger(__name__)
 
 
 def load_metrics(path: str) -> Dict[str, List[Tuple[int, float]]]:
     """Read a ``metrics.json`` (one json object per line) into {name: [(iteration, value)]}.
 
     A restarted run (``--resume``) appends to the same file; for repeated iterations the last
-    value wins, so the curves show what the resumed run did.
+    value wins, so the curves show what the resumed run did. A line that is not valid json (cut
+    when a run was killed mid-write) is skipped with a warning.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"metrics file '{path}' does not exist (it is OUTPUT_DIR/metrics.json)")
@@ -25,7 +29,8 @@ def load_metrics(path: str) -> Dict[str, List[Tuple[int, float]]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{line_no} is not valid json: {e}") from e
+                logger.warning(f"{path}:{line_no} is not valid json ({e}); skipped")
+                continue
             it = row.get("iteration")
             if it is None:
                 continue
@@ -83,9 +88,70 @@ def plot_metrics(metrics_json: str, out_png: str, smooth: int = 3) -> str:
         axes[1].text(0.5, 0.5, "no evaluation yet", ha="center", transform=axes[1].transAxes)
     fig.suptitle(os.path.dirname(os.path.abspath(metrics_json)), fontsize=9)
     fig.tight_layout()
+    return _save(fig, out_png)
+
+
+def _save(fig, out_png: str) -> str:
+    """Write ``fig`` to ``out_png`` completely or not at all."""
+    import matplotlib.pyplot as plt
+
     os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
     tmp = out_png + ".tmp.png"
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     os.replace(tmp, out_png)
     return out_png
+
+
+def plot_experiment(
+    runs: Dict[str, Sequence[str]],
+    out_png: str,
+    keys: Sequence[str] = ("segm/AP", "bbox/AP"),
+    title: str = "",
+) -> str:
+    """Compare variants over seeds: one panel per evaluation key (e.g. ``segm/AP``), one line per
+    variant = mean over its seeds at each evaluated iteration, shaded from the lowest to the
+    highest seed. ``runs`` maps a variant name to the ``metrics.json`` paths of its seeds (missing
+    files are left out; an iteration's mean uses the seeds that reached it, marked with their
+    count when fewer than all).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4.5), squeeze=False)
+    plotted = 0
+    for name, paths in runs.items():
+        series = [load_metrics(p) for p in paths if os.path.isfile(p)]
+        for ax, key in zip(axes[0], keys):
+            per_it: Dict[int, List[float]] = defaultdict(list)
+            for s in series:
+                for it, v in s.get(key, []):
+                    per_it[it].append(v)
+            if not per_it:
+                continue
+            its = sorted(per_it)
+            means = [sum(per_it[i]) / len(per_it[i]) for i in its]
+            line = ax.plot(its, means, marker="o", label=f"{name} ({len(series)} seeds)")[0]
+            ax.fill_between(
+                its, [min(per_it[i]) for i in its], [max(per_it[i]) for i in its],
+                color=line.get_color(), alpha=0.2,
+            )
+            for i, m in zip(its, means):
+                if len(per_it[i]) < len(series):
+                    ax.annotate(f"n={len(per_it[i])}", (i, m), fontsize=7, textcoords="offset points",
+                                xytext=(3, -10))
+            plotted += 1
+    if not plotted:
+        plt.close(fig)
+        raise ValueError(f"no run of {sorted(runs)} has any of {list(keys)} in its metrics.json")
+    for ax, key in zip(axes[0], keys):
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(f"{key} (%): mean over seeds, band = min..max")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out_png)

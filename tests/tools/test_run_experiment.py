@@ -3,6 +3,8 @@ import importlib.util
 import json
 import os
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -43,3 +45,22 @@ def test_summary_final_and_at_iteration(tmp_path):
     assert raw["baseline"][2]["segm/AP"] == 22 and raw["baseline"][2]["iteration"] == 999
     assert tool.read_metrics(os.path.join(tmp_path, "percep", "seed1"), at_iteration=999) is None
     assert tool.read_metrics(os.path.join(tmp_path, "nothing")) is None
+
+
+def test_curves_png_and_resumed_metrics(tmp_path):
+    tool = _tool()
+    _write_run(tmp_path, "baseline", 1, {499: (10, 11), 999: (20, 21)}, 0.2, 999)
+    _write_run(tmp_path, "baseline", 2, {499: (12, 13)}, 0.2, 599)
+    # a resumed run re-logs iteration 499 after its cut line: the resumed value wins
+    with open(os.path.join(tmp_path, "baseline", "seed2", "metrics.json"), "a") as f:
+        f.write("\n" + json.dumps({"iteration": 499, "segm/AP": 13.5, "bbox/AP": 14.5}) + "\n")
+    assert tool.read_metrics(os.path.join(tmp_path, "baseline", "seed2"))["segm/AP"] == 13.5
+
+    runs = {"baseline": [os.path.join(tmp_path, "baseline", f"seed{s}", "metrics.json") for s in (1, 2, 3)]}
+    out = tool.plot_experiment(runs, os.path.join(tmp_path, "curves.png"))
+    with open(out, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert not os.path.exists(out + ".tmp.png")
+
+    with pytest.raises(ValueError, match="no run of"):
+        tool.plot_experiment({"none": [os.path.join(tmp_path, "missing.json")]}, str(tmp_path / "x.png"))
