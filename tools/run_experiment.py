@@ -57,8 +57,9 @@ PRESETS: Dict[str, List[Tuple[str, str]]] = {
 
 
 def read_metrics(output_dir: str, at_iteration: Optional[int] = None) -> Optional[dict]:
-    """Final ``segm/AP``, ``bbox/AP`` and mean step ``time`` of a run (None if not finished), or
-    those of its evaluation logged at ``at_iteration`` (None if the run has not reached it)."""
+    """``segm/AP``, ``bbox/AP`` of a run's last evaluation (of an unfinished run too: the table's
+    "evaluated at" column shows it), its ``iteration`` and the mean step ``time``; or those of the
+    evaluation logged at ``at_iteration``. None without such an evaluation."""
     path = os.path.join(output_dir, "metrics.json")
     if not os.path.isfile(path):
         return None
@@ -155,8 +156,8 @@ def summarize(
     base_time = _mean_std([m["time"] for m in raw[variants[0][0]].values()])[0]
     lines = [
         "| variant | config | seeds | mask AP | box AP | step time (s) | time vs "
-        f"{variants[0][0]} |",
-        "|---|---|---|---|---|---|---|",
+        f"{variants[0][0]} | evaluated at |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, config in variants:
         runs = raw[name]
@@ -167,7 +168,8 @@ def summarize(
         lines.append(
             f"| {name} | {os.path.basename(config)} | {','.join(map(str, sorted(runs))) or '-'} | "
             f"{_fmt(*mask)} | {_fmt(*box)} | {_fmt(step[0], float('nan'))} | "
-            f"{'-' if ratio is None or math.isnan(ratio) else f'{ratio:.2f}x'} |"
+            f"{'-' if ratio is None or math.isnan(ratio) else f'{ratio:.2f}x'} | "
+            f"{','.join(str(i) for i in sorted({m['iteration'] for m in runs.values()})) or '-'} |"
         )
     return "\n".join(lines) + "\n", raw
 

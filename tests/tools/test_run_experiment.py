@@ -38,11 +38,12 @@ def test_summary_final_and_at_iteration(tmp_path):
     assert raw["baseline"][1]["segm/AP"] == 10 and raw["percep"][2]["bbox/AP"] == 17
     assert "| baseline | a.yaml | 1,2 | 11.00 ± 1.41 | 12.00 ± 1.41 |" in table
     assert "| percep | b.yaml | 1,2 | 15.00 ± 1.41 | 16.00 ± 1.41 |" in table
-    assert "1.50x" in table  # step time 0.3 vs 0.2
+    assert "| 1.50x | 499 |" in table  # step time 0.3 vs 0.2, evaluated at 499
 
     # final evaluation: the last one of each run (the unfinished runs stop at 499 here)
     table, raw = tool.summarize(variants, [1, 2], str(tmp_path))
     assert raw["baseline"][2]["segm/AP"] == 22 and raw["baseline"][2]["iteration"] == 999
+    assert "| 1.00x | 999 |" in table and "| 1.50x | 499 |" in table  # unfinished runs show it
     assert tool.read_metrics(os.path.join(tmp_path, "percep", "seed1"), at_iteration=999) is None
     assert tool.read_metrics(os.path.join(tmp_path, "nothing")) is None
 
