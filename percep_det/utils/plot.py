@@ -131,15 +131,16 @@ def plot_experiment(
                     per_it[it].append(v)
             if not per_it:
                 continue
+            n_runs = sum(1 for s in series if s.get(key))  # runs with at least one evaluation
             its = sorted(per_it)
             means = [sum(per_it[i]) / len(per_it[i]) for i in its]
-            line = ax.plot(its, means, marker="o", label=f"{name} ({len(series)} seeds)")[0]
+            line = ax.plot(its, means, marker="o", label=f"{name} ({n_runs} seeds)")[0]
             ax.fill_between(
                 its, [min(per_it[i]) for i in its], [max(per_it[i]) for i in its],
                 color=line.get_color(), alpha=0.2,
             )
             for i, m in zip(its, means):
-                if len(per_it[i]) < len(series):
+                if len(per_it[i]) < n_runs:
                     ax.annotate(f"n={len(per_it[i])}", (i, m), fontsize=7, textcoords="offset points",
                                 xytext=(3, -10))
             plotted += 1
