@@ -6,7 +6,7 @@ import tempfile
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # The built-in dataset is generated once per test session, never into the user's cache. Set before
 # percep_det is imported, since registration records the cache path in the dataset metadata.
-if "PERCEP_DET_CACHE" not in os.environ:
+if not os.environ.get("PERCEP_DET_CACHE"):
     _CACHE = tempfile.mkdtemp(prefix="percep_det_test_cache_")
     os.environ["PERCEP_DET_CACHE"] = _CACHE
 else:

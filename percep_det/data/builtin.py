@@ -24,8 +24,9 @@ SHAPES_SPLITS = {
 
 
 def shapes_root() -> str:
-    """Cache directory of the generated dataset (env ``PERCEP_DET_CACHE``)."""
-    cache = os.environ.get("PERCEP_DET_CACHE", os.path.join("~", ".cache", "percep_det"))
+    """Cache directory of the generated dataset (env ``PERCEP_DET_CACHE``; unset or empty: the
+    default, never the working directory)."""
+    cache = os.environ.get("PERCEP_DET_CACHE") or os.path.join("~", ".cache", "percep_det")
     return os.path.join(os.path.expanduser(cache), "shapes")
 
 

@@ -106,3 +106,12 @@ def test_registered_splits_load():
     assert meta.evaluator_type == "coco" and os.path.isfile(meta.json_file)
     with open(meta.json_file) as f:
         assert len(json.load(f)["images"]) == 100
+
+
+def test_empty_cache_variable_means_the_default(monkeypatch):
+    from percep_det.data.builtin import shapes_root
+
+    monkeypatch.setenv("PERCEP_DET_CACHE", "")
+    assert shapes_root() == os.path.join(os.path.expanduser("~"), ".cache", "percep_det", "shapes")
+    monkeypatch.setenv("PERCEP_DET_CACHE", "/some/cache")
+    assert shapes_root() == os.path.join("/some/cache", "shapes")
