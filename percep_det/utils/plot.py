@@ -50,6 +50,16 @@ def _smooth(values: List[float], window: int) -> List[float]:
     return out
 
 
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (training machines have no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def plot_metrics(metrics_json: str, out_png: str, smooth: int = 3) -> str:
     """Plot losses (left) and evaluation APs (right) against iteration into ``out_png``.
 
@@ -57,10 +67,7 @@ def plot_metrics(metrics_json: str, out_png: str, smooth: int = 3) -> str:
     averages a few logged points more (a long trailing window would show a step when the first,
     high losses leave it).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     series = load_metrics(metrics_json)
     losses = sorted(k for k in series if k.startswith("loss_") or k == "total_loss")
@@ -93,12 +100,10 @@ def plot_metrics(metrics_json: str, out_png: str, smooth: int = 3) -> str:
 
 def _save(fig, out_png: str) -> str:
     """Write ``fig`` to ``out_png`` completely or not at all."""
-    import matplotlib.pyplot as plt
-
     os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
     tmp = out_png + ".tmp.png"
     fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    _pyplot().close(fig)
     os.replace(tmp, out_png)
     return out_png
 
@@ -115,10 +120,7 @@ def plot_experiment(
     files are left out; an iteration's mean uses the seeds that reached it, marked with their
     count when fewer than all).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4.5), squeeze=False)
     plotted = 0
