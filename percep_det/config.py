@@ -4,9 +4,37 @@ Every key percep_det adds is defined here, inside :func:`add_percep_det_config`,
 cfg it is given (never detectron2's global defaults). ``tests/test_config.py`` checks that each key
 is read somewhere in the package.
 """
-from detectron2.config import CfgNode as CN
+from typing import Optional, Sequence
 
-__all__ = ["add_percep_det_config"]
+from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+
+__all__ = ["add_percep_det_config", "get_percep_cfg"]
+
+
+def get_percep_cfg(config_file: Optional[str] = None, opts: Sequence[str] = ()) -> CN:
+    """detectron2's defaults + percep_det's keys, merged with ``config_file`` and then ``opts``
+    (``KEY VALUE`` pairs). The one place that builds a config from user input (tools and teachers
+    use it); an unknown key is a ``KeyError`` naming the file or the command line it came from.
+    The result is not frozen."""
+    cfg = get_cfg()
+    add_percep_det_config(cfg)
+    if config_file:
+        try:
+            cfg.merge_from_file(config_file)
+        except KeyError as e:
+            raise KeyError(
+                f"{config_file}: {e.args[0] if e.args else e}. Check the spelling; percep_det's "
+                "own keys are listed in percep_det/config.py"
+            ) from None
+    if opts:
+        try:
+            cfg.merge_from_list(list(opts))
+        except (KeyError, ValueError, AssertionError) as e:
+            # yacs reports an unknown key on the command line as an AssertionError
+            kind = KeyError if isinstance(e, KeyError) or "Non-existent" in str(e) else ValueError
+            raise kind(f"command-line override {list(opts)}: {e}") from None
+    return cfg
 
 
 def add_percep_det_config(cfg: CN) -> None:
@@ -15,6 +43,7 @@ def add_percep_det_config(cfg: CN) -> None:
     _add_perceptual_loss_config(cfg)
     _add_condinst_config(cfg)
     _add_perceptual_condinst_config(cfg)
+    _add_perceptual_mask_rcnn_config(cfg)
 
 
 def _add_visualization_config(cfg: CN) -> None:
@@ -175,3 +204,12 @@ def _add_perceptual_condinst_config(cfg: CN) -> None:
     _C.TEACHER.CONFIG_FILE = ""
     # Weights of the teacher (detectron2 / AdelaiDet checkpoint), loaded strictly.
     _C.TEACHER.WEIGHTS = ""
+
+
+def _add_perceptual_mask_rcnn_config(cfg: CN) -> None:
+    # Read by PercepPerceptualMaskRCNNConvUpsampleHead (MODEL.ROI_MASK_HEAD.NAME); the loss network,
+    # lambda and CHUNK_SIZE come from MODEL.PERCEPTUAL_LOSS (IN_CHANNELS forced to 1). Its masks are
+    # 2 x POOLER_RESOLUTION = 28 px: VGG16 needs 32 px, use e.g. BLOCKS [2, 2, 3, 3] (16 px).
+    _C = cfg.MODEL.ROI_MASK_HEAD.PERCEPTUAL = CN()
+    # Foreground proposals per step in the perceptual term: random subset (-1 = all).
+    _C.MAX_INSTANCES = -1

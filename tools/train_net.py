@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train and evaluate percep_det models with detectron2's DefaultTrainer.
 
-    python tools/train_net.py --config-file configs/CondInst/condinst_R50_1x_coco.yaml --num-gpus 8
+    python tools/train_net.py --config-file configs/InstanceSegmentation/condinst_R50_1x_coco.yaml --num-gpus 8
     python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS path/to/model_final.pth
     python tools/train_net.py --config-file ... --resume          # continue from OUTPUT_DIR
 
@@ -14,7 +14,6 @@ import sys
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, verify_results
@@ -22,7 +21,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 import percep_det  # noqa: F401  (registers datasets and models)
-from percep_det import add_percep_det_config
+from percep_det.config import get_percep_cfg
 from percep_det.data import ensure_generated
 from percep_det.engine import (
     TrainingState,
@@ -32,6 +31,7 @@ from percep_det.engine import (
     check_device,
     cpu_aware_ddp,
 )
+from percep_det.modeling.perceptual import CHECKPOINT_KEY, LossNetworkRecord
 from percep_det.utils import draw_dataset_predictions, plot_metrics
 
 logger = logging.getLogger("percep_det.train_net")
@@ -46,6 +46,10 @@ class Trainer(DefaultTrainer):
             super().__init__(cfg)
         self.training_state = TrainingState(self._trainer.data_loader.stream)
         self.checkpointer.checkpointables["training_state"] = self.training_state
+        # Every checkpoint records the loss networks' fingerprints; --resume compares them.
+        self.checkpointer.checkpointables[CHECKPOINT_KEY] = LossNetworkRecord(
+            self.model, source=f"the last checkpoint in {cfg.OUTPUT_DIR}"
+        )
 
     @classmethod
     def build_train_loader(cls, cfg):
@@ -74,21 +78,7 @@ class Trainer(DefaultTrainer):
 def build_cfg(args):
     """The frozen config of ``args``, with user-input errors that name what to fix."""
     check_config_file(args.config_file)
-    cfg = get_cfg()
-    add_percep_det_config(cfg)
-    try:
-        cfg.merge_from_file(args.config_file)
-    except KeyError as e:
-        raise KeyError(
-            f"{args.config_file}: {e.args[0] if e.args else e}. Check the spelling; percep_det's own "
-            "keys are listed in percep_det/config.py"
-        ) from None
-    try:
-        cfg.merge_from_list(args.opts)
-    except (KeyError, ValueError, AssertionError) as e:
-        # yacs reports an unknown key on the command line as an AssertionError
-        kind = KeyError if isinstance(e, KeyError) or "Non-existent" in str(e) else ValueError
-        raise kind(f"command-line override {args.opts}: {e}") from None
+    cfg = get_percep_cfg(args.config_file, args.opts)
     cfg.freeze()
     check_device(cfg)
     check_datasets(cfg, train=not args.eval_only)
@@ -130,9 +120,13 @@ def main(args):
 
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+        checkpoint = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
+        if CHECKPOINT_KEY in checkpoint:  # a perceptual config must match its checkpoint
+            LossNetworkRecord(model, source=cfg.MODEL.WEIGHTS).load_state_dict(
+                checkpoint[CHECKPOINT_KEY]
+            )
         res = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, res)

@@ -1,12 +1,21 @@
-"""Models of percep_det. Every module that registers something is imported here."""
-from . import loss_network, losses  # noqa: F401  (loss network and perceptual loss)
-from .loss_network import (  # noqa: F401
+"""Models of percep_det.
+
+* :mod:`.perceptual`: the task-agnostic perceptual loss (loss-network zoo, loss, fingerprints);
+* :mod:`.frozen`: frozen models held outside a module tree (loss networks, teachers);
+* :mod:`.layers`: layers shared by the tasks;
+* one folder per task: :mod:`.condinst` (instance segmentation), :mod:`.mask_rcnn` (the perceptual
+  Mask R-CNN mask head).
+
+Every module that registers something is imported here.
+"""
+from . import condinst, frozen, layers, mask_rcnn, perceptual  # noqa: F401
+from .perceptual import (  # noqa: F401
     LOSS_NET_ZOO,
     PercepLossNetwork,
     PercepVGGLossNetwork,
     PercepZooLossNetwork,
+    PerceptualLoss,
     build_loss_network,
+    naive_perceptual_loss,
+    perceptual_loss,
 )
-from .losses import PerceptualLoss, naive_perceptual_loss, perceptual_loss  # noqa: F401
-from . import backbone, fcos, mask_branch, dynamic_mask_head, condinst  # noqa
-from . import perceptual_mask_head, teacher  # noqa

@@ -22,6 +22,7 @@ __all__ = [
     "compute_ctrness_targets",
     "conv_norm_relu",
     "dice_loss",
+    "iou_loss",
     "prior_bias",
     "reduce_mean",
 ]
@@ -112,6 +113,51 @@ def dice_loss(scores: torch.Tensor, targets: torch.Tensor, eps: float = 1e-5) ->
     intersection = (scores * targets).sum(dim=1)
     union = (scores**2).sum(dim=1) + (targets**2).sum(dim=1) + eps
     return 1.0 - 2.0 * intersection / union
+
+
+def iou_loss(pred: torch.Tensor, target: torch.Tensor, loss_type: str = "giou") -> torch.Tensor:
+    """
+    Per-point IoU losses of boxes given as distances from a common point, as FCOS regresses them.
+
+    Hand-written rather than torchvision's ``generalized_box_iou_loss`` because trained CondInst /
+    FCOS models (AdelaiDet) use a smoothed IoU, ``(inter + 1) / (union + 1)``, and no epsilon in
+    the enclosing area. With distances in stride units (boxes often smaller than 1 x 1) the +1
+    changes the loss noticeably, so the exact arithmetic is needed to reproduce their losses.
+
+    Args:
+        pred: ``(R, 4)`` predicted (left, top, right, bottom) distances, non-negative.
+        target: ``(R, 4)`` target distances of the same points, positive.
+        loss_type: "giou" (``1 - giou``), "linear_iou" (``1 - iou``) or "iou" (``-log(iou)``).
+    Returns:
+        ``(R,)`` losses; the caller weights and reduces them.
+    """
+    assert pred.shape == target.shape and pred.dim() == 2 and pred.shape[1] == 4, (
+        f"iou_loss expects pred and target of shape (R, 4), "
+        f"got {tuple(pred.shape)} and {tuple(target.shape)}"
+    )
+    pred_l, pred_t, pred_r, pred_b = pred.unbind(dim=1)  # (R,) each
+    tgt_l, tgt_t, tgt_r, tgt_b = target.unbind(dim=1)
+    pred_area = (pred_l + pred_r) * (pred_t + pred_b)
+    target_area = (tgt_l + tgt_r) * (tgt_t + tgt_b)
+    # both boxes contain the point, so intersection and enclosing box are sums of min / max
+    inter_w = torch.min(pred_l, tgt_l) + torch.min(pred_r, tgt_r)
+    inter_h = torch.min(pred_b, tgt_b) + torch.min(pred_t, tgt_t)
+    enclose_w = torch.max(pred_l, tgt_l) + torch.max(pred_r, tgt_r)
+    enclose_h = torch.max(pred_b, tgt_b) + torch.max(pred_t, tgt_t)
+    inter = inter_w * inter_h
+    union = target_area + pred_area - inter
+    ious = (inter + 1.0) / (union + 1.0)
+    if loss_type == "giou":
+        enclose = enclose_w * enclose_h
+        return 1.0 - (ious - (enclose - union) / enclose)
+    if loss_type == "linear_iou":
+        return 1.0 - ious
+    if loss_type == "iou":
+        return -torch.log(ious)
+    raise ValueError(
+        f"iou_loss: loss_type (MODEL.FCOS.LOC_LOSS_TYPE) must be giou, linear_iou or iou, "
+        f"got {loss_type!r}"
+    )
 
 
 def reduce_mean(tensor: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ builds the same network, and the weights are part of ``state_dict`` so checkpoin
 Dimensions: ``N`` inputs, ``C`` input channels, ``H, W`` input size, ``C_p, H_p, W_p`` the size
 of the embedding at extraction point ``p``.
 """
+import hashlib
 import math
 import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -157,9 +158,22 @@ class PercepLossNetwork(nn.Module):
     """
 
     in_channels: int
+    min_input_size: int  # total downsampling at the deepest point: smallest usable H and W
     out_points: Tuple[str, ...]
     point_weights: Tuple[float, ...]
     out_channels: Dict[str, int]
+    spec: Dict[str, object]  # the settings that define the net, keyed by MODEL.PERCEPTUAL_LOSS key
+
+    def fingerprint(self) -> Dict[str, object]:
+        """``{"spec": ..., "sha256": ...}``: the settings that define this network (keys of
+        ``MODEL.PERCEPTUAL_LOSS``) and a hash of its weights (names, shapes, dtypes, values, in
+        ``state_dict`` order). Two networks with equal fingerprints compute the same function."""
+        digest = hashlib.sha256()
+        for name, tensor in self.state_dict().items():
+            t = tensor.detach().to("cpu").contiguous()
+            digest.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+            digest.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy())
+        return {"spec": dict(self.spec), "sha256": digest.hexdigest()}
 
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
@@ -167,7 +181,20 @@ class PercepLossNetwork(nn.Module):
                 f"{type(self).__name__} expects input (N, {self.in_channels}, H, W) "
                 f"(MODEL.PERCEPTUAL_LOSS.IN_CHANNELS={self.in_channels}), got {tuple(x.shape)}."
             )
+        self.check_input_size(tuple(x.shape[-2:]))
         return self._features(x)
+
+    def check_input_size(self, size: Tuple[int, int]) -> None:
+        """Raise ``ValueError`` if an input of ``size`` (H, W) is smaller than the network's total
+        downsampling at its deepest extraction point (``min_input_size`` px per side)."""
+        if min(size) < self.min_input_size:
+            raise ValueError(
+                f"Input of {tuple(size)} px is too small for this loss network "
+                f"({self.spec.get('ARCH')}, deepest point {self.out_points[-1]!r}): it downsamples "
+                f"by {self.min_input_size}, so it needs at least {self.min_input_size} px per side. "
+                "Use fewer blocks (MODEL.PERCEPTUAL_LOSS.BLOCKS) or an earlier extraction point "
+                "(MODEL.PERCEPTUAL_LOSS.OUT_POINTS)."
+            )
 
     def _features(self, x: Tensor) -> Dict[str, Tensor]:
         raise NotImplementedError
@@ -264,6 +291,19 @@ class PercepVGGLossNetwork(PercepLossNetwork):
         for name, layer in layers.items():
             self.layers.add_module(name, layer)
         self.out_channels = {p: channels[p] for p in self.out_points}
+        self.spec = {
+            "ARCH": "vgg",
+            "IN_CHANNELS": in_channels,
+            "BLOCKS": list(blocks),
+            "WIDTHS": list(widths),
+            "KERNEL_SIZE": kernel_size,
+            "INIT": init,
+            "INIT_PARAM": float(init_param),
+            "SEED": int(seed),
+            "OUT_POINTS": list(self.out_points),
+            "POINT_WEIGHTS": list(self.point_weights),
+        }
+        self.min_input_size = 2 ** sum(n.startswith("pool") for n in names[: last + 1])
         _freeze_(self)
         self.train(False)
 
@@ -288,13 +328,6 @@ class PercepVGGLossNetwork(PercepLossNetwork):
         }
 
     def _features(self, x: Tensor) -> Dict[str, Tensor]:
-        num_pools = sum(isinstance(m, nn.MaxPool2d) for m in self.layers.children())
-        if min(x.shape[-2:]) < 2**num_pools:
-            raise ValueError(
-                f"input of {tuple(x.shape[-2:])} px is too small for this loss network: its "
-                f"{num_pools} max-pools need at least {2**num_pools} px per side. Use fewer blocks "
-                "(MODEL.PERCEPTUAL_LOSS.BLOCKS) or an earlier point (OUT_POINTS)."
-            )
         feats: Dict[str, Tensor] = {}
         for name, layer in self.layers.named_children():
             x = layer(x)
@@ -382,6 +415,25 @@ def _replace_first_conv_(model: nn.Module, in_channels: int) -> None:
             setattr(parent, child, new)
             return
     raise ValueError(f"{type(model).__name__} has no Conv2d to adapt to {in_channels} channels.")
+
+
+def _feature_extractor(model: nn.Module, return_nodes: Dict[str, str]) -> nn.Module:
+    """``create_feature_extractor`` with every in-place operation made out-of-place.
+
+    An in-place op after an extraction point (e.g. vgg16's ``features.15`` ReLU after the conv
+    ``features.14``) would overwrite the captured tensor when the trunk runs on to a deeper point,
+    so the value returned for a point would depend on which other points are requested."""
+    extractor = create_feature_extractor(model, return_nodes=return_nodes)
+    for module in extractor.modules():
+        if getattr(module, "inplace", False) is True:
+            module.inplace = False
+    for node in extractor.graph.nodes:
+        if node.kwargs.get("inplace") is True:
+            node.kwargs = {**node.kwargs, "inplace": False}
+        if node.op == "call_method" and node.target.endswith("_") and not node.target.endswith("__"):
+            node.target = node.target[:-1]  # x.relu_() -> x.relu()
+    extractor.recompile()
+    return extractor
 
 
 @torch.no_grad()
@@ -482,7 +534,7 @@ class PercepZooLossNetwork(PercepLossNetwork):
             _replace_first_conv_(model, in_channels)
         return_nodes = {named.get(p, p): p for p in self.out_points}
         try:
-            trunk = create_feature_extractor(model, return_nodes=return_nodes)
+            trunk = _feature_extractor(model, return_nodes)
         except ValueError as e:
             raise ValueError(
                 f"Bad extraction point in MODEL.PERCEPTUAL_LOSS.OUT_POINTS for {arch} "
@@ -492,6 +544,17 @@ class PercepZooLossNetwork(PercepLossNetwork):
             c = 3 if pretrained_weights else in_channels
             probe = trunk(torch.empty(1, c, 224, 224, device="meta"))
         self.out_channels = {p: probe[p].shape[1] for p in self.out_points}
+        self.min_input_size = max(224 // min(probe[p].shape[-2:]) for p in self.out_points)
+        self.spec = {
+            "ARCH": arch,
+            "IN_CHANNELS": in_channels,
+            "INIT": init if not pretrained_weights else "pretrained",
+            "INIT_PARAM": float(init_param) if not pretrained_weights else 0.0,
+            "SEED": int(seed),
+            "OUT_POINTS": list(self.out_points),
+            "POINT_WEIGHTS": list(self.point_weights),
+            "PRETRAINED_WEIGHTS": os.path.basename(pretrained_weights),
+        }
 
         if pretrained_weights:
             state = _load_pretrained_state_dict(pretrained_weights)
@@ -500,7 +563,7 @@ class PercepZooLossNetwork(PercepLossNetwork):
                 model.load_state_dict(state, strict=True)
             except RuntimeError as e:
                 raise RuntimeError(f"Cannot load {pretrained_weights!r} into {arch}: {e}") from e
-            self.trunk = create_feature_extractor(model, return_nodes=return_nodes)
+            self.trunk = _feature_extractor(model, return_nodes)
             self.projection = _empty_conv(in_channels, 3, 1)
             with torch.no_grad():
                 if in_channels == 3:

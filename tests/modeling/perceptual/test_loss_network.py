@@ -1,4 +1,4 @@
-"""Tests of percep_det.modeling.loss_network (CPU, small sizes)."""
+"""Tests of percep_det.modeling.perceptual.loss_network (CPU, small sizes)."""
 import hashlib
 import os
 import re
@@ -14,7 +14,7 @@ from torch import nn
 
 import percep_det
 from percep_det import add_percep_det_config
-from percep_det.modeling.loss_network import (
+from percep_det.modeling.perceptual.loss_network import (
     LOSS_NET_ZOO,
     PercepVGGLossNetwork,
     PercepZooLossNetwork,
@@ -69,7 +69,7 @@ def _cfg():
 # ------------------------------------------------------------------ determinism and state
 _CHILD = """
 import hashlib, torch
-from percep_det.modeling.loss_network import PercepVGGLossNetwork, PercepZooLossNetwork
+from percep_det.modeling.perceptual.loss_network import PercepVGGLossNetwork, PercepZooLossNetwork
 torch.manual_seed({other_seed})  # the global RNG state must not matter
 h = hashlib.sha256()
 for net in (PercepVGGLossNetwork(blocks=(1, 2), widths=(8, 16), seed=7),

@@ -6,15 +6,14 @@ import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-from percep_det.modeling.teacher import PercepCondInstTeacher
+from percep_det.modeling.condinst.teacher import PercepCondInstTeacher
 from tests.helpers import NO_OBJECT, TWO_OBJECTS, build, make_inputs, tiny_condinst_cfg, train_step
-from tests.modeling.percep_helpers import (
+from tests.modeling.condinst.percep_helpers import (
     teacher_student_cfg,
     tiny_percep_cfg,
     tiny_teacher_cfg,
     write_teacher,
 )
-
 
 
 def load_teacher(cfg):
@@ -51,25 +50,26 @@ def test_teacher_masks_match_an_independent_run_of_the_teacher(tmp_path):
     cfg = teacher_student_cfg(str(tmp_path))
     student = build(cfg)
     head = student.mask_head
-    assert head.target == "teacher" and not head.teacher.is_built
-    seen = []
+    assert head.target == "teacher" and not student.mask_targets.is_built
+    seen, calls = [], []
     original = head.perceptual_targets
 
-    def record(predictions, instances, images=None):
-        out = original(predictions, instances, images)
-        seen.append((predictions["mask_scores"], instances, images, out))
+    def record(predictions, instances):
+        out = original(predictions, instances)
+        seen.append((predictions["mask_scores"], instances, out))
         return out
 
     head.perceptual_targets = record
+    student.mask_targets.register_forward_hook(lambda m, inputs, out: calls.append(inputs))
     losses = train_step(student, make_inputs([TWO_OBJECTS, NO_OBJECT, TWO_OBJECTS]))
     assert torch.isfinite(losses["loss_mask_percep"]) and losses["loss_mask_percep"] > 0
-    scores, instances, images, out = seen[-1]
-    targets = out["percep_targets"]
-    assert out["percep_inds"] is None and len(instances) > 0
+    scores, instances, targets = seen[-1]
+    images, queried = calls[-1]  # the meta-architecture ran the teacher on its batch
+    assert queried is instances and len(instances) > 0
     assert targets.shape == scores.shape and not targets.requires_grad
 
     teacher = load_teacher(cfg)
-    expected = reference_masks(teacher, images.tensor, instances)
+    expected = reference_masks(teacher, images, instances)
     assert torch.allclose(targets, expected, atol=1e-6)
     # and the teacher's own masks differ from the student's predictions
     assert not torch.allclose(targets, scores.detach(), atol=1e-3)
@@ -95,7 +95,7 @@ def test_teacher_is_frozen_and_outside_the_student(tmp_path):
     plain_keys = list(build(tiny_condinst_cfg()).state_dict())
     losses = train_step(student, make_inputs([TWO_OBJECTS]))
     sum(losses.values()).backward()
-    teacher = student.mask_head.teacher.model()
+    teacher = student.mask_targets.model()
     assert not teacher.training
     assert all(not p.requires_grad and p.grad is None for p in teacher.parameters())
     assert list(student.state_dict()) == plain_keys  # no teacher / loss-net keys
@@ -118,8 +118,8 @@ def test_inference_does_not_build_the_teacher(tmp_path):
     student = build(teacher_student_cfg(str(tmp_path))).eval()
     with torch.no_grad():
         student(make_inputs([TWO_OBJECTS], with_instances=False))
-    assert not student.mask_head.teacher.is_built
-    assert not student.mask_head._loss_network.is_built
+    assert not student.mask_targets.is_built
+    assert not student.mask_head.perceptual_loss._loss_network.is_built
 
 
 @pytest.mark.parametrize(
@@ -167,5 +167,5 @@ def test_teacher_weights_are_loaded_strictly(tmp_path):
     del state["controller.bias"]
     torch.save({"model": state}, weights)
     student = build(cfg)  # the teacher is built on the first training step
-    with pytest.raises(RuntimeError, match=r"missing keys \['controller.bias'\].*extra.weight"):
+    with pytest.raises(RuntimeError, match=r"TEACHER.WEIGHTS.*missing keys \['controller.bias'\].*extra"):
         train_step(student, make_inputs([TWO_OBJECTS]))

@@ -16,12 +16,12 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 from detectron2.config import configurable
-from detectron2.structures import ImageList, Instances
+from detectron2.structures import Instances
 from detectron2.utils.registry import Registry
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import aligned_bilinear, compute_locations, dice_loss
+from ..layers import aligned_bilinear, compute_locations, dice_loss
 
 __all__ = [
     "PERCEP_MASK_HEAD_REGISTRY",
@@ -257,11 +257,9 @@ class PercepDynamicMaskHead(nn.Module):
         mask_feat_stride: int,
         instances: Instances,
         gt_instances: List[Instances],
-        images: Optional[ImageList] = None,
     ) -> Dict[str, torch.Tensor]:
         """
-        Everything a mask loss needs for the (already sampled) instances. ``images`` (the
-        normalised, padded batch) is unused here; subclasses that need it (a teacher) use it.
+        Everything a mask loss needs for the (already sampled) instances.
 
         Returns:
             dict with ``mask_logits`` ``(R, 1, Ho, Wo)``, ``mask_scores`` (their sigmoid) and
@@ -290,7 +288,6 @@ class PercepDynamicMaskHead(nn.Module):
         mask_feat_stride: int,
         instances: Instances,
         gt_instances: Optional[List[Instances]] = None,
-        images: Optional[ImageList] = None,
     ):
         """
         Args:
@@ -299,8 +296,6 @@ class PercepDynamicMaskHead(nn.Module):
             instances: training: the sampled positives (see :meth:`sample_instances`);
                 inference: the detections of all images (fields of :meth:`mask_logits`).
             gt_instances: per image ``gt_bitmasks`` ``(M, Ho, Wo)``; training only.
-            images: the batch the features came from; training only, passed to
-                :meth:`predict_train`.
         Returns:
             training: a loss dict; inference: ``instances`` with ``pred_global_masks``
             ``(R, 1, Ho, Wo)`` probabilities.
@@ -308,9 +303,7 @@ class PercepDynamicMaskHead(nn.Module):
         if self.training:
             assert gt_instances is not None, "the mask head needs gt_instances in training"
             self._iter += 1
-            predictions = self.predict_train(
-                mask_feats, mask_feat_stride, instances, gt_instances, images
-            )
+            predictions = self.predict_train(mask_feats, mask_feat_stride, instances, gt_instances)
             return self.losses(predictions, instances)
         instances.pred_global_masks = self.mask_logits(
             mask_feats, mask_feat_stride, instances

@@ -13,7 +13,7 @@ from detectron2.structures import Instances
 from torch import nn
 from torchvision.ops import sigmoid_focal_loss
 
-from .layers import aligned_bilinear, conv_norm_relu, prior_bias
+from ..layers import aligned_bilinear, conv_norm_relu, prior_bias
 
 __all__ = ["PercepMaskBranch", "build_mask_branch"]
 

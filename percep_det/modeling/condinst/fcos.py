@@ -20,11 +20,18 @@ from detectron2.modeling.proposal_generator import PROPOSAL_GENERATOR_REGISTRY
 from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 from torch.nn import functional as F
-from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
+from torchvision.ops import sigmoid_focal_loss
 
-from .layers import Scale, compute_ctrness_targets, compute_locations, prior_bias, reduce_mean
+from ..layers import (
+    Scale,
+    compute_ctrness_targets,
+    compute_locations,
+    iou_loss,
+    prior_bias,
+    reduce_mean,
+)
 
-__all__ = ["PercepFCOS", "PercepFCOSHead"]
+__all__ = ["PercepFCOS", "PercepFCOSHead", "gather_level_params"]
 
 logger = logging.getLogger(__name__)
 
@@ -322,6 +329,23 @@ class PercepFCOS(nn.Module):
             {},
         )
 
+    def top_feats_at(
+        self, features: Dict[str, torch.Tensor], top_module: nn.Module, queries: Instances
+    ) -> torch.Tensor:
+        """
+        The ``top_module`` outputs (e.g. CondInst's controller) at given points of the batch.
+
+        Args:
+            features: backbone outputs by name.
+            top_module: see :class:`PercepFCOSHead`.
+            queries: R rows with ``im_inds`` (R,), ``fpn_levels`` (R,) and ``locations`` (R, 2)
+                image (x, y) of points of this model's grid (e.g. another model's positives).
+        Returns:
+            ``(R, P)``.
+        """
+        _, _, _, top_feats = self.fcos_head([features[f] for f in self.in_features], top_module)
+        return gather_level_params(top_feats, self.fpn_strides, queries)
+
     def compute_locations(self, features: List[torch.Tensor]) -> List[torch.Tensor]:
         """Image coordinates ``(Hi * Wi, 2)`` of the points of every level."""
         return [
@@ -516,10 +540,9 @@ class PercepFCOS(nn.Module):
         ctrness_targets = compute_ctrness_targets(pos.reg_targets)  # (P,)
         pos.gt_ctrs = ctrness_targets
         loss_denorm = max(reduce_mean(ctrness_targets.sum()).item(), 1e-6)
-        giou = generalized_box_iou_loss(
-            _ltrb_to_boxes(pos.reg_pred), _ltrb_to_boxes(pos.reg_targets), reduction="none"
-        )
-        loss_loc = (giou * ctrness_targets).sum() / loss_denorm
+        # AdelaiDet's smoothed GIoU on the ltrb distances (in strides), see layers.iou_loss
+        loc_losses = iou_loss(pos.reg_pred, pos.reg_targets, loss_type="giou")  # (P,)
+        loss_loc = (loc_losses * ctrness_targets).sum() / loss_denorm
         loss_ctr = (
             F.binary_cross_entropy_with_logits(pos.ctrness_pred, ctrness_targets, reduction="sum")
             / num_pos_avg
@@ -601,6 +624,31 @@ class PercepFCOS(nn.Module):
         return results
 
 
-def _ltrb_to_boxes(ltrb: torch.Tensor) -> torch.Tensor:
-    """``(R, 4)`` distances from a point to ``(R, 4)`` XYXY boxes around that point at (0, 0)."""
-    return torch.cat([-ltrb[:, :2], ltrb[:, 2:]], dim=1)
+def gather_level_params(
+    top_feats: List[torch.Tensor], fpn_strides: List[int], instances: Instances
+) -> torch.Tensor:
+    """
+    The per-level maps' values at the instances' points.
+
+    Args:
+        top_feats: L maps ``(N, P, Hl, Wl)`` (e.g. the controller on every FCOS level).
+        fpn_strides: stride of every level; point (i, j) of level l sits at image
+            ``(j * s_l + s_l // 2, i * s_l + s_l // 2)``.
+        instances: R rows with ``im_inds``, ``fpn_levels`` and ``locations`` (x, y).
+    Returns:
+        ``(R, P)``.
+    """
+    device = top_feats[0].device
+    widths = torch.tensor([t.shape[-1] for t in top_feats], device=device)
+    heights = torch.tensor([t.shape[-2] for t in top_feats], device=device)
+    sizes = widths * heights
+    offsets = torch.cumsum(sizes, 0) - sizes  # (L,) first flat index of every level
+    strides = torch.tensor(fpn_strides, device=device)
+    levels = instances.fpn_levels
+    stride = strides[levels]  # (R,)
+    xy = instances.locations.round().long() - (stride // 2)[:, None]  # (R, 2)
+    col = torch.div(xy[:, 0], stride, rounding_mode="floor")
+    row = torch.div(xy[:, 1], stride, rounding_mode="floor")
+    flat = torch.cat([t.flatten(2) for t in top_feats], dim=2)  # (N, P, sum Hl * Wl)
+    index = offsets[levels] + row * widths[levels] + col  # (R,)
+    return flat[instances.im_inds, :, index]  # (R, P)

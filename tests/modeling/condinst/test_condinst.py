@@ -11,7 +11,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import Instances
 
-from percep_det.modeling.dynamic_mask_head import (
+from percep_det.modeling.condinst.dynamic_mask_head import (
     PERCEP_MASK_HEAD_REGISTRY,
     PercepDynamicMaskHead,
 )
@@ -26,7 +26,7 @@ from tests.helpers import (
     train_step,
 )
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 # state_dict key lists (name, shape, dtype) of AdelaiDet's CondInst models, taken from AdelaiDet
 KEYS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "condinst_keys")
 
@@ -104,7 +104,7 @@ def read_tsv(name):
     ],
 )
 def test_state_dict_equals_adelaidet(config, tsv):
-    cfg = get_condinst_cfg(os.path.join(REPO, "configs/CondInst", config))
+    cfg = get_condinst_cfg(os.path.join(REPO, "configs/InstanceSegmentation", config))
     with torch.device("meta"):  # shapes only, no memory or init cost
         model = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg)
     got = [(k, str(tuple(v.shape)), str(v.dtype)) for k, v in model.state_dict().items()]

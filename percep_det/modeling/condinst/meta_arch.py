@@ -20,6 +20,7 @@ from torch import nn
 
 from .dynamic_mask_head import build_dynamic_mask_head, postprocess_instances
 from .mask_branch import build_mask_branch
+from .teacher import build_mask_target_source
 
 __all__ = ["PercepCondInst"]
 
@@ -49,6 +50,7 @@ class PercepCondInst(nn.Module):
         mask_branch: nn.Module,
         pixel_mean: Tuple[float, ...],
         pixel_std: Tuple[float, ...],
+        mask_targets: Optional[nn.Module] = None,
     ):
         """
         Args:
@@ -58,6 +60,11 @@ class PercepCondInst(nn.Module):
             mask_head: a dynamic mask head (see ``PERCEP_MASK_HEAD_REGISTRY``).
             mask_branch: gives the mask features and an optional ``loss_sem``.
             pixel_mean, pixel_std: per-channel normalisation of the input images.
+            mask_targets: training only: a frozen soft-target source (e.g. a teacher, see
+                :mod:`.teacher`) called as ``(images (N, 3, Hpad, Wpad), sampled instances)`` ->
+                ``(R, 1, Hpad / s, Wpad / s)``; its output is stored in the sampled instances'
+                ``soft_targets`` for the mask head. It holds its model outside the module tree,
+                so it adds nothing to ``state_dict``.
         """
         super().__init__()
         # Attribute order = state_dict order of AdelaiDet's CondInst.
@@ -78,6 +85,8 @@ class PercepCondInst(nn.Module):
         assert (
             self.pixel_mean.shape == self.pixel_std.shape
         ), f"MODEL.PIXEL_MEAN {pixel_mean} and MODEL.PIXEL_STD {pixel_std} differ in length"
+        # After every module of AdelaiDet's order; a parameter-free holder (no state_dict keys).
+        self.mask_targets = mask_targets
 
     @classmethod
     def from_config(cls, cfg):
@@ -89,6 +98,7 @@ class PercepCondInst(nn.Module):
             "mask_branch": build_mask_branch(cfg, backbone.output_shape()),
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
+            "mask_targets": build_mask_target_source(cfg),
         }
 
     @property
@@ -118,7 +128,9 @@ class PercepCondInst(nn.Module):
         positives, proposal_losses = self.proposal_generator(
             images, features, gt_instances, self.controller
         )
-        mask_losses = self.forward_mask_head_train(positives, mask_feats, gt_instances, images)
+        mask_losses = self.forward_mask_head_train(
+            positives, mask_feats, gt_instances, images.tensor
+        )
 
         losses = {}
         losses.update(sem_losses)
@@ -190,17 +202,48 @@ class PercepCondInst(nn.Module):
         positives: Instances,
         mask_feats: torch.Tensor,
         gt_instances: List[Instances],
-        images: Optional[ImageList] = None,
+        images: torch.Tensor,
     ) -> Dict[str, torch.Tensor]:
         """Sample the FCOS positives that get a mask loss and compute the mask head's losses.
 
         The sampled instances carry ``im_inds``, ``fpn_levels``, ``locations``, ``gt_inds`` and
-        ``mask_head_params`` (and FCOS's ``labels``, ``logits_pred``, ``ctrness_pred``, ...).
-        The head also gets the batched ``images`` (a head with a teacher runs it on them).
+        ``mask_head_params`` (and FCOS's ``labels``, ``logits_pred``, ``ctrness_pred``, ...),
+        plus ``soft_targets`` ``(R, 1, Hpad / s, Wpad / s)`` when there is a ``mask_targets``
+        source, run here on ``images`` ``(N, 3, Hpad, Wpad)``.
         """
         positives.mask_head_params = positives.top_feats
         sampled = self.mask_head.sample_instances(positives)
-        return self.mask_head(mask_feats, self.mask_branch.out_stride, sampled, gt_instances, images)
+        if self.mask_targets is not None:
+            sampled.soft_targets = self.mask_targets(images, sampled)
+        return self.mask_head(mask_feats, self.mask_branch.out_stride, sampled, gt_instances)
+
+    @torch.no_grad()
+    def mask_probs_at(self, images: torch.Tensor, queries: Instances) -> torch.Tensor:
+        """
+        This model's mask probabilities for given points (the public method a teacher uses).
+
+        Args:
+            images: ``(N, 3, Hpad, Wpad)`` normalised, padded batch (this model's pixel
+                normalisation and a size divisible by its backbone's).
+            queries: R rows with ``im_inds``, ``fpn_levels`` and ``locations`` (x, y) on this
+                model's FCOS grid (e.g. another CondInst's sampled instances).
+        Returns:
+            ``(R, 1, Hpad / s, Wpad / s)`` probabilities, no graph.
+        """
+        s = self.mask_out_stride
+        if len(queries) == 0:
+            return images.new_zeros((0, 1, images.shape[-2] // s, images.shape[-1] // s))
+        features = self.backbone(images)
+        mask_feats, _ = self.mask_branch(features)
+        points = Instances(queries.image_size)
+        points.im_inds = queries.im_inds
+        points.fpn_levels = queries.fpn_levels
+        points.locations = queries.locations
+        points.mask_head_params = self.proposal_generator.top_feats_at(
+            features, self.controller, points
+        )
+        logits = self.mask_head.mask_logits(mask_feats, self.mask_branch.out_stride, points)
+        return logits.sigmoid()
 
     def forward_mask_head_test(
         self, proposals: List[Instances], mask_feats: torch.Tensor, padded_size: Tuple[int, int]

@@ -1,4 +1,4 @@
-"""Tests of percep_det.modeling.losses (CPU, small sizes)."""
+"""Tests of percep_det.modeling.perceptual.loss (CPU, small sizes)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -6,8 +6,13 @@ from detectron2.config import get_cfg
 from torch import nn
 
 from percep_det import add_percep_det_config
-from percep_det.modeling.loss_network import PercepVGGLossNetwork, PercepZooLossNetwork
-from percep_det.modeling.losses import PerceptualLoss, naive_perceptual_loss, perceptual_loss
+from percep_det.modeling.perceptual.loss_network import PercepVGGLossNetwork, PercepZooLossNetwork
+from percep_det.modeling.perceptual.loss import (
+    PerceptualLoss,
+    crop_to_support,
+    naive_perceptual_loss,
+    perceptual_loss,
+)
 
 N, C, H, W = 5, 2, 24, 32
 
@@ -188,23 +193,96 @@ def test_bad_inputs_raise():
         perceptual_loss(pred, target, trainable)
 
 
-def test_perceptual_loss_module_from_config():
+def _tiny_cfg(**keys):
     cfg = get_cfg()
     add_percep_det_config(cfg)
     cfg.MODEL.PERCEPTUAL_LOSS.merge_from_list(
-        ["BLOCKS", [1, 1], "WIDTHS", [8, 8], "IN_CHANNELS", C, "LOSS_WEIGHT", 0.25,
-         "CHUNK_SIZE", 2, "PRECISION", "fp32"]
-    )  # fmt: skip
-    module = PerceptualLoss(cfg)
-    assert module.loss_weight == 0.25 and module.chunk_size == 2
-    pred, target = _inputs()
-    expected = 0.25 * naive_perceptual_loss(pred, target, module.loss_network)
-    torch.testing.assert_close(module(pred, target), expected)
+        ["BLOCKS", [1, 1], "WIDTHS", [8, 8], "LOSS_WEIGHT", 0.25, "CHUNK_SIZE", 2]
+    )
+    for key, value in keys.items():
+        cfg.MODEL.PERCEPTUAL_LOSS[key] = value
+    return cfg
 
+
+def test_perceptual_loss_module_from_config():
+    module = PerceptualLoss(_tiny_cfg(), in_channels=C)
+    assert module.loss_weight == 0.25 and module.chunk_size == 2
+    assert not module._loss_network.is_built  # built lazily, on first use
+    pred, target = _inputs()
+    net = module.loss_network()
+    assert net.in_channels == C  # in_channels given by the task, not IN_CHANNELS
+    expected = 0.25 * naive_perceptual_loss(pred, target, net)
+    torch.testing.assert_close(module(pred, target), expected)
+    torch.testing.assert_close(module.unweighted(pred, target), expected / 0.25)
+
+    # the loss network lives outside the module tree: no state_dict keys, no parameters
     parent = nn.Module()
     parent.head = nn.Conv2d(C, C, 1)
     parent.loss = module
     parent.train()
-    assert not module.loss_network.training
-    assert any(k.startswith("loss.loss_network.layers.conv1_1") for k in parent.state_dict())
-    assert [p for p in parent.parameters() if p.requires_grad] == list(parent.head.parameters())
+    assert not net.training
+    assert list(parent.state_dict()) == ["head.weight", "head.bias"]
+    assert list(parent.parameters()) == list(parent.head.parameters())
+
+
+def test_input_cap_and_crop_work_for_several_channels():
+    torch.manual_seed(0)
+    c = 3
+    cfg = _tiny_cfg()
+    capped = PerceptualLoss(cfg, in_channels=c, max_inputs=2)
+    pred = torch.rand(6, c, 16, 16, requires_grad=True)
+    target = torch.rand(6, c, 16, 16)
+    seen = []
+    net = capped.loss_network()
+    handle = net.register_forward_hook(lambda m, i, o: seen.append(i[0].shape))
+    loss = capped(pred, target)
+    handle.remove()
+    assert {tuple(s) for s in seen} == {(2, c, 16, 16)}  # 2 random inputs of 6, all channels
+    loss.backward()
+    assert (pred.grad.flatten(1).abs().sum(1) > 0).sum() == 2  # gradient only to the chosen ones
+
+    # crop: with a margin covering everything it equals the full loss, for C > 1
+    pred = torch.zeros(5, c, 32, 24)
+    target = torch.zeros(5, c, 32, 24)
+    pred[:, 1, 8:14, 4:9] = 0.7  # support in one channel of the prediction ...
+    target[:, 2, 10:20, 5:15] = 1  # ... and another of the target
+    full = PerceptualLoss(cfg, in_channels=c)
+    cropped = PerceptualLoss(cfg, in_channels=c, crop=True, crop_margin=64, crop_align=4)
+    cropped._loss_network = full._loss_network  # same net
+    torch.testing.assert_close(cropped(pred, target), full(pred, target))
+    buckets = crop_to_support(pred, target, thresh=0.5, margin=0, align=4, bucket_size=8)
+    (p, t, _), = buckets
+    # the box spans the support of both channels: rows 8..20, cols 4..15 -> snapped to 4
+    assert p.shape == (5, c, 12, 12) and t.shape == (5, c, 12, 12)
+    tight = PerceptualLoss(cfg, in_channels=c, crop=True, crop_margin=4, crop_align=4)
+    tight._loss_network = full._loss_network
+    torch.testing.assert_close(tight(pred, target), full(pred, target), rtol=0.05, atol=0)
+
+
+def test_crop_equals_the_full_loss_when_the_margin_covers_the_mask():
+    torch.manual_seed(0)
+    net = PercepVGGLossNetwork(blocks=(1, 1), widths=(8, 8))  # total pooling stride 4
+    pred = torch.rand(5, 1, 32, 24) * 0.2
+    target = torch.zeros(5, 1, 32, 24)
+    target[:, :, 10:20, 5:15] = 1
+    full = perceptual_loss(pred, target, net)
+    buckets = crop_to_support(pred, target, thresh=0.5, margin=64, align=4, bucket_size=2)
+    assert [p.shape[0] for p, _, _ in buckets] == [2, 2, 1]
+    cropped = sum(s * perceptual_loss(p, t, net) for p, t, s in buckets)
+    assert torch.allclose(cropped, full, rtol=1e-5)
+
+    # a tight crop (support = target, pred small outside) is a close approximation and cheaper
+    pred = target * 0.8 + 0.01
+    full = perceptual_loss(pred, target, net)
+    buckets = crop_to_support(pred, target, thresh=0.05, margin=4, align=4, bucket_size=8)
+    assert buckets[0][0].shape[-2:] == (20, 20)
+    cropped = sum(s * perceptual_loss(p, t, net) for p, t, s in buckets)
+    assert torch.allclose(cropped, full, rtol=0.05)
+
+
+def test_bad_options_are_errors():
+    with pytest.raises(ValueError, match="PRECISION"):
+        PerceptualLoss(_tiny_cfg(PRECISION="fp8"), in_channels=1)
+    with pytest.raises(ValueError, match="cap"):
+        PerceptualLoss(_tiny_cfg(), in_channels=1, max_inputs=0)
+

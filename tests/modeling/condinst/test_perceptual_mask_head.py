@@ -4,16 +4,12 @@ extra loss, its gradients, the cost options, inference and checkpoints unchanged
 import pytest
 import torch
 
-from percep_det.modeling.dynamic_mask_head import PercepDynamicMaskHead
-from percep_det.modeling.loss_network import PercepVGGLossNetwork
-from percep_det.modeling.losses import perceptual_loss
-from percep_det.modeling.perceptual_mask_head import (
-    PercepPerceptualDynamicMaskHead,
-    crop_to_support,
-)
-from percep_det.modeling.teacher import load_weights_strict
+from percep_det.modeling.condinst.dynamic_mask_head import PercepDynamicMaskHead
+from percep_det.modeling.condinst.perceptual_mask_head import PercepPerceptualDynamicMaskHead
+from percep_det.modeling.frozen import load_weights_strict
+from percep_det.modeling.perceptual import PerceptualLoss, naive_perceptual_loss, perceptual_loss
 from tests.helpers import NO_OBJECT, TWO_OBJECTS, build, make_inputs, tiny_condinst_cfg, train_step
-from tests.modeling.percep_helpers import tiny_percep_cfg
+from tests.modeling.condinst.percep_helpers import tiny_percep_cfg
 
 BASE_LOSSES = {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_mask"}
 
@@ -21,7 +17,7 @@ BASE_LOSSES = {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_mask"}
 def test_head_is_registered_and_adds_a_finite_positive_loss():
     model = build(tiny_percep_cfg())
     assert type(model.mask_head) is PercepPerceptualDynamicMaskHead
-    assert model.mask_head.loss_network().in_channels == 1
+    assert model.mask_head.perceptual_loss.loss_network().in_channels == 1
     losses = train_step(model, make_inputs([TWO_OBJECTS, TWO_OBJECTS]))
     assert set(losses) == BASE_LOSSES | {"loss_mask_percep"}
     assert all(torch.isfinite(v) for v in losses.values()), losses
@@ -39,8 +35,25 @@ def test_loss_is_zero_when_predictions_equal_targets():
     other = head.losses({"mask_scores": gt.roll(3, dims=-1), "gt_bitmasks": gt}, [0, 1, 2])
     assert other["loss_mask_percep"] > 0
     # lambda = MODEL.PERCEPTUAL_LOSS.LOSS_WEIGHT times the plain perceptual loss
-    plain = perceptual_loss(gt.roll(3, dims=-1), gt, head.loss_network())
+    net = head.perceptual_loss.loss_network()
+    plain = perceptual_loss(gt.roll(3, dims=-1), gt, net)
     assert torch.allclose(other["loss_mask_percep"], 0.1 * plain)
+
+
+def test_one_implementation_head_term_equals_perceptual_loss_and_the_module():
+    """The CondInst term, PerceptualLoss and perceptual_loss agree on the same inputs."""
+    cfg = tiny_percep_cfg()
+    head = build(cfg).mask_head
+    torch.manual_seed(0)
+    scores = torch.rand(5, 1, 16, 16)
+    gt = (torch.rand(5, 1, 16, 16) > 0.5).float()
+    term = head.losses({"mask_scores": scores, "gt_bitmasks": gt}, [0] * 5)["loss_mask_percep"]
+    module = PerceptualLoss(cfg, in_channels=1)
+    net = module.loss_network()
+    assert torch.equal(term, module(scores, gt))
+    assert torch.equal(term, 0.1 * perceptual_loss(scores, gt, net, chunk_size=4))
+    assert torch.allclose(term, 0.1 * naive_perceptual_loss(scores, gt, net), rtol=1e-5)
+    assert head.perceptual_loss.fingerprint() == module.fingerprint()
 
 
 def test_gradient_reaches_the_mask_head_parameters_and_not_the_loss_network():
@@ -50,7 +63,7 @@ def test_gradient_reaches_the_mask_head_parameters_and_not_the_loss_network():
     assert model.controller.weight.grad is not None and model.controller.weight.grad.abs().sum() > 0
     tower = model.mask_branch.tower[-1].weight
     assert tower.grad is not None and tower.grad.abs().sum() > 0
-    net = model.mask_head.loss_network()
+    net = model.mask_head.perceptual_loss.loss_network()
     assert all(p.grad is None and not p.requires_grad for p in net.parameters())
     # the loss network is not part of the model: the optimizer cannot see it
     model_params = {id(p) for p in model.parameters()}
@@ -70,36 +83,20 @@ def test_batches_without_instances_train():
 def test_max_instances_uses_a_random_subset():
     model = build(tiny_percep_cfg(MAX_INSTANCES=3))
     seen = []
-    original = model.mask_head.perceptual_loss
+    loss = model.mask_head.perceptual_loss
+    original = loss.unweighted
 
     def record(pred, target):
-        seen.append(pred.shape[0])
-        return original(pred, target)
+        out = original(pred, target)
+        seen.append(loss.loss_network().last_batch)
+        return out
 
-    model.mask_head.perceptual_loss = record
+    loss.loss_network().register_forward_hook(
+        lambda m, inputs, out: setattr(m, "last_batch", inputs[0].shape[0])
+    )
+    loss.unweighted = record
     losses = train_step(model, make_inputs([TWO_OBJECTS, TWO_OBJECTS]))
     assert seen == [3] and torch.isfinite(losses["loss_mask_percep"])
-
-
-def test_crop_equals_the_full_loss_when_the_margin_covers_the_mask():
-    torch.manual_seed(0)
-    net = PercepVGGLossNetwork(blocks=(1, 1), widths=(8, 8))  # total pooling stride 4
-    pred = torch.rand(5, 1, 32, 24) * 0.2
-    target = torch.zeros(5, 1, 32, 24)
-    target[:, :, 10:20, 5:15] = 1
-    full = perceptual_loss(pred, target, net)
-    buckets = crop_to_support(pred, target, thresh=0.5, margin=64, align=4, bucket_size=2)
-    assert [p.shape[0] for p, _, _ in buckets] == [2, 2, 1]
-    cropped = sum(s * perceptual_loss(p, t, net) for p, t, s in buckets)
-    assert torch.allclose(cropped, full, rtol=1e-5)
-
-    # a tight crop (support = target, pred small outside) is a close approximation and cheaper
-    pred = target * 0.8 + 0.01
-    full = perceptual_loss(pred, target, net)
-    buckets = crop_to_support(pred, target, thresh=0.05, margin=4, align=4, bucket_size=8)
-    assert buckets[0][0].shape[-2:] == (20, 20)
-    cropped = sum(s * perceptual_loss(p, t, net) for p, t, s in buckets)
-    assert torch.allclose(cropped, full, rtol=0.05)
 
 
 def test_crop_option_trains_and_its_gradient_reaches_the_head():
@@ -127,13 +124,13 @@ def test_inference_is_unchanged_and_builds_no_loss_network():
         assert torch.equal(a.pred_masks, b.pred_masks)
         assert torch.equal(a.pred_boxes.tensor, b.pred_boxes.tensor)
         assert torch.equal(a.scores, b.scores)
-    assert not percep.mask_head._loss_network.is_built
+    assert not percep.mask_head.perceptual_loss._loss_network.is_built
 
 
 def test_student_checkpoint_loads_into_plain_condinst_strictly(tmp_path):
     percep = build(tiny_percep_cfg(), seed=1)
     train_step(percep, make_inputs([TWO_OBJECTS]))  # builds the loss network
-    assert percep.mask_head._loss_network.is_built
+    assert percep.mask_head.perceptual_loss._loss_network.is_built
     plain = build(tiny_condinst_cfg(), seed=2)
     assert type(plain.mask_head) is PercepDynamicMaskHead
     assert list(percep.state_dict()) == list(plain.state_dict())
@@ -144,7 +141,7 @@ def test_student_checkpoint_loads_into_plain_condinst_strictly(tmp_path):
 
 
 def test_bad_options_name_their_key():
-    with pytest.raises(AssertionError, match="MODEL.CONDINST.PERCEPTUAL.TARGET"):
+    with pytest.raises(ValueError, match="MODEL.CONDINST.PERCEPTUAL.TARGET"):
         build(tiny_percep_cfg("soft"))
-    with pytest.raises(AssertionError, match="MAX_INSTANCES"):
+    with pytest.raises(ValueError, match="MAX_INSTANCES"):
         build(tiny_percep_cfg(MAX_INSTANCES=0))

@@ -6,7 +6,7 @@ import torch
 from detectron2.layers import ShapeSpec
 from detectron2.structures import Boxes, ImageList, Instances
 
-from percep_det.modeling.fcos import PercepFCOS, PercepFCOSHead
+from percep_det.modeling.condinst.fcos import PercepFCOS, PercepFCOSHead
 from percep_det.modeling.layers import compute_ctrness_targets, compute_locations
 
 STRIDES = [8, 16, 32]
