@@ -7,6 +7,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from percep_det.modeling.condinst.teacher import PercepCondInstTeacher
+from percep_det.modeling.perceptual import CHECKPOINT_KEY, PerceptualLoss
 from tests.helpers import NO_OBJECT, TWO_OBJECTS, build, make_inputs, tiny_condinst_cfg, train_step
 from tests.modeling.condinst.percep_helpers import (
     teacher_student_cfg,
@@ -169,3 +170,26 @@ def test_teacher_weights_are_loaded_strictly(tmp_path):
     student = build(cfg)  # the teacher is built on the first training step
     with pytest.raises(RuntimeError, match=r"TEACHER.WEIGHTS.*missing keys \['controller.bias'\].*extra"):
         train_step(student, make_inputs([TWO_OBJECTS]))
+
+
+def test_a_perceptual_teacher_loads_as_plain_and_its_loss_network_record_is_checked(tmp_path):
+    teacher_cfg = tiny_teacher_cfg()
+    teacher_cfg.MODEL.CONDINST.MASK_HEAD.NAME = "PercepPerceptualDynamicMaskHead"
+    teacher_cfg.MODEL.PERCEPTUAL_LOSS.BLOCKS = [1, 1]
+    teacher_cfg.MODEL.PERCEPTUAL_LOSS.WIDTHS = [8, 8]
+    config_file, weights = write_teacher(str(tmp_path), teacher_cfg)
+    record = {"mask_head.perceptual_loss": PerceptualLoss(teacher_cfg, in_channels=1).fingerprint()}
+    state = torch.load(weights)
+    torch.save({**state, CHECKPOINT_KEY: record}, weights)
+    cfg = tiny_percep_cfg("teacher")
+    cfg.MODEL.CONDINST.PERCEPTUAL.TEACHER.CONFIG_FILE = config_file
+    cfg.MODEL.CONDINST.PERCEPTUAL.TEACHER.WEIGHTS = weights
+    losses = train_step(build(cfg), make_inputs([TWO_OBJECTS]))  # plain head, record matches
+    assert torch.isfinite(losses["loss_mask_percep"])
+
+    # the teacher's config no longer regenerates the network its checkpoint records
+    teacher_cfg.MODEL.PERCEPTUAL_LOSS.INIT = "xavier_normal"
+    with open(config_file, "w") as f:
+        f.write(teacher_cfg.dump())
+    with pytest.raises(ValueError, match="MODEL.PERCEPTUAL_LOSS.INIT.*TEACHER.WEIGHTS|TEACHER"):
+        train_step(build(cfg), make_inputs([TWO_OBJECTS]))

@@ -328,3 +328,30 @@ def test_too_small_input_names_the_size():
     with pytest.raises(ValueError, match="at least 32 px"):
         net(torch.zeros(1, 1, 16, 40))
     assert net(torch.zeros(1, 1, 32, 32))["pool5"].shape == (1, 512, 1, 1)
+
+
+def test_a_point_is_its_own_value_whatever_runs_after_it():
+    """vgg16's features.14 is a conv followed by an in-place ReLU: alone or with a deeper point,
+    the value returned for it is the conv output (negative values included)."""
+    alone = PercepZooLossNetwork(arch="vgg16", in_channels=1, out_points=("features.14",), seed=1)
+    both = PercepZooLossNetwork(
+        arch="vgg16", in_channels=1, out_points=("features.14", "features.29"), seed=1
+    )
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        a, b = alone(x)["features.14"], both(x)["features.14"]
+    assert (a < 0).any()  # pre-ReLU
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # and a named post-ReLU point stays non-negative
+    relu = PercepZooLossNetwork(arch="vgg16", in_channels=1, out_points=("relu3_3",), seed=1)
+    with torch.no_grad():
+        assert (relu(x)["relu3_3"] >= 0).all()
+
+
+def test_min_input_size_is_the_total_downsampling():
+    assert PercepVGGLossNetwork(blocks=(1, 1, 1), widths=(4, 4, 4)).min_input_size == 8
+    net = PercepVGGLossNetwork(blocks=(1, 1, 1), widths=(4, 4, 4), out_points=("relu2_1",))
+    assert net.min_input_size == 2
+    with pytest.raises(ValueError, match="MODEL.PERCEPTUAL_LOSS.BLOCKS"):
+        PercepVGGLossNetwork(blocks=(1, 1, 1), widths=(4, 4, 4))(torch.zeros(1, 1, 4, 4))
+    assert PercepZooLossNetwork(arch="resnet18").min_input_size == 32
