@@ -11,7 +11,9 @@ more named extraction points, ``{point: (N, C_p, H_p, W_p)}``. Two families are 
 
 Both are always frozen and always in eval mode. Their weights are derived from ``seed`` with a
 private ``torch.Generator`` (the global RNG is never touched), so every process and every restart
-builds the same network, and the weights are part of ``state_dict`` so checkpoints pin them.
+builds the same network. A consumer holds the network outside its module tree
+(:class:`~percep_det.modeling.perceptual.PerceptualLoss`); checkpoints pin it by its
+:meth:`PercepLossNetwork.fingerprint` (see :mod:`.fingerprint`).
 
 Dimensions: ``N`` inputs, ``C`` input channels, ``H, W`` input size, ``C_p, H_p, W_p`` the size
 of the embedding at extraction point ``p``.
