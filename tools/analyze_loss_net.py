@@ -12,18 +12,14 @@ mask-like target and a noisy prediction of it, and prints
 Example:
     OMP_NUM_THREADS=1 python tools/analyze_loss_net.py --size 64 96
 """
+
 import argparse
-import os
-import sys
 from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from percep_det.modeling.loss_network import PercepVGGLossNetwork  # noqa: E402
-from percep_det.modeling.losses import perceptual_loss  # noqa: E402
+from percep_det.modeling.perceptual import PercepVGGLossNetwork, perceptual_loss
 
 SCHEMES: List[Tuple[str, str, float]] = [
     ("paper", "paper", 0.0),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Inference speed of a CondInst model: images/s and time per stage.
 
-    python tools/benchmark_inference.py --config-file configs/CondInst/condinst_R50_1x_coco.yaml
+    python tools/benchmark_inference.py --config-file configs/InstanceSegmentation/condinst_R50_1x_coco.yaml
     python tools/benchmark_inference.py \
         --config-file configs/quick_schedules/condinst_R18_shapes_cpu.yaml \
         --dataset percep_shapes_val --weights output/condinst_R18_shapes_cpu/model_final.pth
@@ -14,7 +14,6 @@ mask head (dynamic convs), postprocess (paste masks to the original image size).
 """
 
 import argparse
-import os
 import sys
 import time
 from collections import defaultdict
@@ -22,13 +21,12 @@ from typing import Dict, List
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.modeling import build_model
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import percep_det  # noqa: E402,F401  (registers models and datasets)
-from percep_det import add_percep_det_config  # noqa: E402
+import percep_det  # noqa: F401  (registers models and datasets)
+from percep_det.config import get_percep_cfg
+from percep_det.engine import check_config_file
 
 STAGES = ["backbone", "proposal_generator", "mask_branch", "mask_head", "postprocess"]
 
@@ -62,10 +60,10 @@ def parse_args(argv=None):
 
 
 def setup_cfg(args):
-    cfg = get_cfg()
-    add_percep_det_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    """The frozen config of ``args``: the config file, the overrides, then --device and the
+    detection threshold."""
+    check_config_file(args.config_file)
+    cfg = get_percep_cfg(args.config_file, args.opts)
     cfg.MODEL.DEVICE = args.device
     if args.score_thresh is not None:
         cfg.MODEL.FCOS.INFERENCE_TH_TEST = args.score_thresh
@@ -127,11 +125,15 @@ def run_batch(model, batch, timer: StageTimer):
     return len(detections), sum(len(r["instances"]) for r in results)
 
 
-def main(argv=None):
+def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    cfg = setup_cfg(args)
+    try:
+        cfg = setup_cfg(args)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 2
     model = build_model(cfg)
     if args.weights:
         DetectionCheckpointer(model).load(args.weights)
@@ -171,7 +173,8 @@ def main(argv=None):
     )
     print(f"{'total':<20}{1000 * total / num_images:>12.2f}")
     print(f"throughput: {num_images / total:.2f} images/s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

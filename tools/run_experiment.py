@@ -36,10 +36,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Tuple
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)  # percep_det from this checkout when it is not installed
+from percep_det.utils.plot import load_metrics, plot_experiment
 
-from percep_det.utils.plot import load_metrics, plot_experiment  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
 
 PRESETS: Dict[str, List[Tuple[str, str]]] = {
@@ -49,9 +48,9 @@ PRESETS: Dict[str, List[Tuple[str, str]]] = {
         ("percep-teacher", "configs/quick_schedules/condinst_percep_teacher_R18_shapes_cpu.yaml"),
     ],
     "coco": [
-        ("baseline", "configs/CondInst/condinst_R50_1x_coco.yaml"),
-        ("percep-gt", "configs/CondInst/condinst_percep_gt_R50_1x_coco.yaml"),
-        ("percep-teacher", "configs/CondInst/condinst_percep_R50_1x_coco.yaml"),
+        ("baseline", "configs/InstanceSegmentation/condinst_R50_1x_coco.yaml"),
+        ("percep-gt", "configs/InstanceSegmentation/condinst_percep_gt_R50_1x_coco.yaml"),
+        ("percep-teacher", "configs/InstanceSegmentation/condinst_percep_R50_1x_coco.yaml"),
     ],
 }
 

@@ -1,30 +1,33 @@
 #!/usr/bin/env python
 """Draw a model's predictions as PNG overlays, on image files or on a registered dataset.
 
+Examples:
     # images in, overlays out
     python tools/visualize.py --config-file CFG --weights W --input a.jpg b.png --output vis/
     # a dataset: ground truth (left) next to predictions (right) for the first 16 images
     python tools/visualize.py --config-file CFG --weights W --dataset percep_shapes_val --num 16
 """
+
 import argparse
 import glob
 import os
 import sys
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.modeling import build_model
 
 import percep_det  # noqa: F401
-from percep_det import add_percep_det_config
+from percep_det.config import get_percep_cfg
 from percep_det.engine import check_config_file, check_device
 from percep_det.utils.visualize import Predictor, draw_dataset_predictions, draw_overlay
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--weights", default="", help="checkpoint (default: MODEL.WEIGHTS)")
     src = parser.add_mutually_exclusive_group(required=True)
@@ -39,16 +42,14 @@ def main(argv=None) -> int:
 
     try:
         check_config_file(args.config_file)
-        cfg = get_cfg()
-        add_percep_det_config(cfg)
-        cfg.merge_from_file(args.config_file)
-        cfg.merge_from_list(args.opts)
+        cfg = get_percep_cfg(args.config_file, args.opts)
         cfg.freeze()
         check_device(cfg)
         weights = args.weights or cfg.MODEL.WEIGHTS
-        if weights and not weights.startswith(("detectron2://", "http")) and not os.path.isfile(weights):
+        remote = weights.startswith(("detectron2://", "http"))
+        if weights and not remote and not os.path.isfile(weights):
             raise FileNotFoundError(f"weights file '{weights}' does not exist")
-    except (FileNotFoundError, KeyError, RuntimeError) as e:
+    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 2
     model = build_model(cfg)
@@ -73,7 +74,9 @@ def main(argv=None) -> int:
             image = utils.read_image(f, format=cfg.INPUT.FORMAT)
             out = predictor(image)
             rgb = utils.convert_image_to_rgb(image, cfg.INPUT.FORMAT)
-            picture = draw_overlay(rgb, metadata, out["instances"], None, args.score_thresh, args.scale)
+            picture = draw_overlay(
+                rgb, metadata, out["instances"], None, args.score_thresh, args.scale
+            )
             path = os.path.join(args.output, os.path.splitext(os.path.basename(f))[0] + "_pred.png")
             import cv2
 
