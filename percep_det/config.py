@@ -44,6 +44,7 @@ def add_percep_det_config(cfg: CN) -> None:
     _add_condinst_config(cfg)
     _add_perceptual_condinst_config(cfg)
     _add_perceptual_mask_rcnn_config(cfg)
+    _add_semantic_seg_config(cfg)
 
 
 def _add_visualization_config(cfg: CN) -> None:
@@ -213,3 +214,43 @@ def _add_perceptual_mask_rcnn_config(cfg: CN) -> None:
     _C = cfg.MODEL.ROI_MASK_HEAD.PERCEPTUAL = CN()
     # Foreground proposals per step in the perceptual term: random subset (-1 = all).
     _C.MAX_INSTANCES = -1
+
+
+def _add_semantic_seg_config(cfg: CN) -> None:
+    # detectron2's DeepLab keys (ASPP_*, LOSS_TYPE, RESNETS.RES4_DILATION / STEM_TYPE, ...), so that
+    # configs of DeepLabV3(Plus)Head merge; added once, by detectron2's own function.
+    if "ASPP_CHANNELS" not in cfg.MODEL.SEM_SEG_HEAD:
+        from detectron2.projects.deeplab import add_deeplab_config
+
+        add_deeplab_config(cfg)
+    # Read by PercepPSPHead (MODEL.SEM_SEG_HEAD.NAME); its input is IN_FEATURES[0] (e.g. "res5"),
+    # its width CONVS_DIM, its norm NORM, its CE weight LOSS_WEIGHT (ignoring IGNORE_VALUE).
+    _C = cfg.MODEL.SEM_SEG_HEAD
+    # Output sizes of the pyramid pooling bins (each bin: C_in / len(PSP_BINS) channels).
+    _C.PSP_BINS = [1, 2, 3, 6]
+    # Dropout2d probability before the PSP head's (and the auxiliary head's) classifier.
+    _C.PSP_DROPOUT = 0.1
+    # Backbone feature of the auxiliary head, training only ("" = no auxiliary head).
+    _C.AUX_IN_FEATURE = "res4"
+    # Weight of the auxiliary CE loss (loss_sem_seg_aux).
+    _C.AUX_LOSS_WEIGHT = 0.4
+    # Read by PercepSemanticSegmentor (MODEL.META_ARCHITECTURE): the head's own losses plus
+    # loss_sem_seg_percep = lambda * MSE(f(softmax(student logits)), f(target)) for any sem-seg
+    # head; the loss network, lambda (LOSS_WEIGHT), CHUNK_SIZE, PRECISION come from
+    # MODEL.PERCEPTUAL_LOSS (IN_CHANNELS is set to MODEL.SEM_SEG_HEAD.NUM_CLASSES).
+    _P = cfg.MODEL.SEM_SEG_PERCEPTUAL = CN()
+    # Target: "gt" (one-hot labels) or "teacher" (softmax(teacher logits / TEMPERATURE)).
+    _P.TARGET = "gt"
+    # Where the term is computed: "output" (the head's logits at its output stride s; labels
+    # sampled at cell centres; cheap) or "label" (logits upsampled to the padded label size: s*s
+    # times the loss-net pixels and cost, e.g. 64x at s = 8). The loss net needs its min input
+    # size (VGG16: 32 px) per side: at "output" with s = 8 that is >= 256 px images.
+    _P.RESOLUTION = "label"
+    # Temperature of the teacher's softmax (TARGET "teacher"; the student's softmax is at 1).
+    _P.TEMPERATURE = 1.0
+    _P.TEACHER = CN()
+    # Config file of the frozen teacher segmentor (TARGET "teacher").
+    _P.TEACHER.CONFIG_FILE = ""
+    # Weights of the teacher (detectron2 checkpoint), loaded strictly.
+    _P.TEACHER.WEIGHTS = ""
+
