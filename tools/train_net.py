@@ -6,7 +6,9 @@
     python tools/train_net.py --config-file ... --resume          # continue from OUTPUT_DIR
 
 After training (and with --eval-only) it writes pictures of predictions on the first test set to
-OUTPUT_DIR/vis/ and the training curves to OUTPUT_DIR/curves.png.
+OUTPUT_DIR/vis/ (ground truth next to predicted instances or class maps) and the training curves to
+OUTPUT_DIR/curves.png. The evaluator follows the test set's metadata ``evaluator_type``: "coco" ->
+COCOEvaluator, "sem_seg" and "cityscapes_sem_seg" -> SemSegEvaluator (mIoU, pixel accuracy).
 """
 import logging
 import os
@@ -16,7 +18,12 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
-from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, verify_results
+from detectron2.evaluation import (
+    COCOEvaluator,
+    DatasetEvaluators,
+    SemSegEvaluator,
+    verify_results,
+)
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
@@ -29,6 +36,7 @@ from percep_det.engine import (
     check_config_file,
     check_datasets,
     check_device,
+    check_sem_seg_labels,
     cpu_aware_ddp,
 )
 from percep_det.modeling.perceptual import CHECKPOINT_KEY, LossNetworkRecord
@@ -38,8 +46,9 @@ logger = logging.getLogger("percep_det.train_net")
 
 
 class Trainer(DefaultTrainer):
-    """DefaultTrainer with COCO evaluation of percep_det datasets, CPU multi-process support and a
-    data stream / RNG state that ``--resume`` restores exactly (see percep_det/engine/resume.py)."""
+    """DefaultTrainer with COCO or semantic-segmentation evaluation (by ``evaluator_type``), CPU
+    multi-process support and a data stream / RNG state that ``--resume`` restores exactly (see
+    percep_det/engine/resume.py)."""
 
     def __init__(self, cfg):
         with cpu_aware_ddp():
@@ -53,7 +62,12 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_resumable_train_loader(cfg)
+        # detectron2's DatasetMapper(cfg, True) for every task: it reads ``sem_seg_file_name`` into
+        # ``sem_seg`` when the records have it (semantic datasets, and the embedded instance splits)
+        loader = build_resumable_train_loader(cfg)
+        # ... with convert("L"), which reads palette PNGs as wrong labels: stop before training
+        check_sem_seg_labels(loader.stream.dataset.dataset_dicts)
+        return loader
 
     def resume_or_load(self, resume=True):
         super().resume_or_load(resume=resume)
@@ -64,15 +78,30 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        """The evaluator named by the dataset's metadata ``evaluator_type`` (default "coco")."""
         ensure_generated(dataset_name)  # COCOEvaluator reads the json of built-in datasets
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", "coco")
-        if evaluator_type != "coco":
-            raise NotImplementedError(
-                f"no evaluator for evaluator_type '{evaluator_type}' of dataset '{dataset_name}'"
+        if evaluator_type == "coco":
+            return DatasetEvaluators([COCOEvaluator(dataset_name, output_dir=output_folder)])
+        if evaluator_type in ("sem_seg", "cityscapes_sem_seg"):
+            # Cityscapes too: detectron2's CityscapesSemSegEvaluator needs cityscapesscripts, and at
+            # detectron2 HEAD (since Dec 2024) imports a Meta-internal module ('deeplearning...',
+            # issue #5436). SemSegEvaluator gives the same per-class IoU / mIoU over the 19 train
+            # ids from the metadata's stuff_classes and ignore_label (no instance-level iIoU).
+            evaluator = SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
+            # it reads labels with np.asarray(Image.open(f)): palette indices are right there
+            check_sem_seg_labels(
+                ({"sem_seg_file_name": f} for f in evaluator.input_file_to_gt_file.values()),
+                allow_palette=True,
             )
-        return DatasetEvaluators([COCOEvaluator(dataset_name, output_dir=output_folder)])
+            return DatasetEvaluators([evaluator])
+        raise NotImplementedError(
+            f"dataset '{dataset_name}' has evaluator_type '{evaluator_type}' in its metadata; "
+            "tools/train_net.py evaluates 'coco', 'sem_seg' and 'cityscapes_sem_seg'. Set another "
+            "evaluator_type when registering the dataset, or extend Trainer.build_evaluator"
+        )
 
 
 def build_cfg(args):
@@ -93,7 +122,8 @@ def setup(args):
 
 
 def write_pictures(cfg, model):
-    """Prediction overlays of the first test set and the training curves (main process only)."""
+    """Pictures of the first test set's predictions (instances or semantic class maps, chosen by
+    the model's output) next to the ground truth, and the training curves (main process only)."""
     if not comm.is_main_process():
         return
     if cfg.PERCEP_DET.VIS_NUM_IMAGES > 0 and len(cfg.DATASETS.TEST):

@@ -1,6 +1,9 @@
 #!/usr/bin/env python
 """Draw a model's predictions as PNG overlays, on image files or on a registered dataset.
 
+Instance models are drawn as masks and boxes, semantic models (output "sem_seg") as class maps
+with the class names and colours of the first test set's metadata (generic names without one).
+
 Examples:
     # images in, overlays out
     python tools/visualize.py --config-file CFG --weights W --input a.jpg b.png --output vis/
@@ -21,7 +24,12 @@ from detectron2.modeling import build_model
 import percep_det  # noqa: F401
 from percep_det.config import get_percep_cfg
 from percep_det.engine import check_config_file, check_device
-from percep_det.utils.visualize import Predictor, draw_dataset_predictions, draw_overlay
+from percep_det.utils.visualize import (
+    Predictor,
+    draw_dataset_predictions,
+    draw_prediction,
+    write_png,
+)
 
 
 def main(argv=None) -> int:
@@ -35,7 +43,7 @@ def main(argv=None) -> int:
     src.add_argument("--dataset", help="a registered dataset name, e.g. percep_shapes_val")
     parser.add_argument("--output", default="vis", help="output directory")
     parser.add_argument("--num", type=int, default=8, help="number of dataset images")
-    parser.add_argument("--score-thresh", type=float, default=0.3)
+    parser.add_argument("--score-thresh", type=float, default=0.3, help="instance models only")
     parser.add_argument("--scale", type=float, default=1.0, help="drawing scale")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
@@ -74,13 +82,9 @@ def main(argv=None) -> int:
             image = utils.read_image(f, format=cfg.INPUT.FORMAT)
             out = predictor(image)
             rgb = utils.convert_image_to_rgb(image, cfg.INPUT.FORMAT)
-            picture = draw_overlay(
-                rgb, metadata, out["instances"], None, args.score_thresh, args.scale
-            )
+            picture = draw_prediction(rgb, metadata, out, None, args.score_thresh, args.scale)
             path = os.path.join(args.output, os.path.splitext(os.path.basename(f))[0] + "_pred.png")
-            import cv2
-
-            cv2.imwrite(path, picture[:, :, ::-1])
+            write_png(path, picture)
             paths.append(path)
     print(f"wrote {len(paths)} overlays to {args.output}")
     return 0
