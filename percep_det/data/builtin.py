@@ -11,7 +11,8 @@ segmentation datasets (records with ``file_name``, ``sem_seg_file_name``, ``heig
 
 ``percep_voc_2012_sem_seg_train_aug`` / ``percep_voc_2012_sem_seg_val``: Pascal VOC 2012 + SBD
 under ``$DETECTRON2_DATASETS`` (:mod:`percep_det.data.voc`). Cityscapes and ADE20K semantic
-segmentation are detectron2's own registrations (``cityscapes_fine_sem_seg_*``, ``ade20k_sem_seg_*``).
+segmentation are detectron2's own registrations (``cityscapes_fine_sem_seg_*``,
+``ade20k_sem_seg_*``).
 """
 import os
 from typing import Dict, List
@@ -68,7 +69,10 @@ def load_shapes(name: str) -> List[Dict]:
     if meta.get("json_file", None) != os.path.join(root, "annotations.json"):
         # PERCEP_DET_CACHE changed after import: point the metadata at the split just loaded.
         del meta.json_file, meta.image_root
-        meta.set(json_file=os.path.join(root, "annotations.json"), image_root=os.path.join(root, "images"))
+        meta.set(
+            json_file=os.path.join(root, "annotations.json"),
+            image_root=os.path.join(root, "images"),
+        )
     records = load_coco_json(
         os.path.join(root, "annotations.json"),
         os.path.join(root, "images"),

@@ -1,5 +1,5 @@
 """Training helpers shared by ``tools/train_net.py`` and by projects that reuse percep_det."""
-from .checks import check_config_file, check_datasets, check_device
+from .checks import check_config_file, check_datasets, check_device, check_sem_seg_labels
 from .ddp import cpu_aware_ddp
 from .resume import TrainingState, build_resumable_train_loader
 
@@ -9,5 +9,6 @@ __all__ = [
     "check_config_file",
     "check_datasets",
     "check_device",
+    "check_sem_seg_labels",
     "cpu_aware_ddp",
 ]

@@ -93,9 +93,10 @@ def _sem_seg_metadata(metadata, num_classes: int) -> Metadata:
     if names is None:
         names = [f"class {k}" for k in range(num_classes)]
     elif len(names) != num_classes:
+        dataset = metadata.get("name", "?")
         raise ValueError(
-            f"the model predicts {num_classes} classes but dataset '{metadata.get('name', '?')}' has "
-            f"{len(names)} stuff_classes; check MODEL.SEM_SEG_HEAD.NUM_CLASSES and DATASETS.TEST"
+            f"the model predicts {num_classes} classes but dataset '{dataset}' has {len(names)} "
+            "stuff_classes; check MODEL.SEM_SEG_HEAD.NUM_CLASSES and DATASETS.TEST"
         )
     colours = metadata.get("stuff_colors", None)
     if colours is None or len(colours) < num_classes:
