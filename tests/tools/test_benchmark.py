@@ -44,11 +44,12 @@ def test_emit_result(capsys):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="CPU peak memory reads /proc")
 def test_measure_peak_cpu():
     def step():
-        x = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+        x = torch.ones(256 * 2**20 // 4)  # 256 MiB, touched
         return x.sum()
 
+    # RSS-based: pages freed earlier in this process may be reused, so only half is required
     peak_mib, seconds = bench.measure_peak(step, "cpu")
-    assert 48 <= peak_mib < 1024
+    assert 128 <= peak_mib < 2048
     assert seconds > 0
 
 
