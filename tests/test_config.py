@@ -21,7 +21,12 @@ def _flat_keys(node, prefix=""):
 
 
 def _added_keys():
-    base = set(_flat_keys(get_cfg()))
+    """Keys percep_det defines (not detectron2's own: DeepLab's are added by its function)."""
+    from detectron2.projects.deeplab import add_deeplab_config
+
+    base = get_cfg()
+    add_deeplab_config(base)
+    base = set(_flat_keys(base))
     cfg = get_cfg()
     add_percep_det_config(cfg)
     return sorted(set(_flat_keys(cfg)) - base)

@@ -8,7 +8,7 @@
 
 Every module that registers something is imported here.
 """
-from . import condinst, frozen, layers, mask_rcnn, perceptual  # noqa: F401
+from . import condinst, frozen, layers, mask_rcnn, perceptual, semantic_seg  # noqa: F401
 from .perceptual import (  # noqa: F401
     LOSS_NET_ZOO,
     PercepLossNetwork,
