@@ -24,6 +24,7 @@ from detectron2.evaluation import (
     SemSegEvaluator,
     verify_results,
 )
+from detectron2.projects.deeplab import build_lr_scheduler as build_deeplab_lr_scheduler
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
@@ -75,6 +76,12 @@ class Trainer(DefaultTrainer):
         per_process = self.cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
         self._trainer.data_loader.stream.set_start(self.start_iter * per_process)
         self.training_state.apply_rng_state()  # RNG states of the checkpoint, if resumed
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        # "WarmupPolyLR" (the poly schedule of the PSPNet / DeepLab recipes) lives in detectron2's
+        # DeepLab project, whose builder hands every other name to detectron2's own.
+        return build_deeplab_lr_scheduler(cfg, optimizer)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
