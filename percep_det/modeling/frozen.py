@@ -29,6 +29,7 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from torch import nn
 
 __all__ = [
+    "FrozenModelHolder",
     "FrozenModule",
     "build_frozen_model",
     "check_matching_keys",
@@ -172,3 +173,26 @@ def build_frozen_model(cfg: CfgNode, weights: str, key: str) -> Tuple[nn.Module,
     extra = load_weights_strict(model, weights, key)
     logger.info(f"Built a frozen {type(model).__name__} from {weights}")
     return freeze_(model), extra
+
+
+class FrozenModelHolder(nn.Module):
+    """
+    Base of the parameter-free modules that wrap a frozen model (every task's teacher): the model
+    is held by a :class:`FrozenModule`, so the wrapper can be a child of a meta-architecture
+    without adding ``state_dict`` keys, parameters or a train/eval switch to it.
+
+    Args:
+        model: the frozen model, or a function building it (called on first use).
+    """
+
+    def __init__(self, model: Union[nn.Module, Callable[[], nn.Module]]):
+        super().__init__()
+        self._model = FrozenModule(model)
+
+    @property
+    def is_built(self) -> bool:
+        return self._model.is_built
+
+    def model(self, device: Optional[Union[str, torch.device]] = None) -> nn.Module:
+        """The frozen model (built on the first call), on ``device`` if given."""
+        return self._model.get(device)

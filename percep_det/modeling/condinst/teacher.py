@@ -27,7 +27,7 @@ from detectron2.structures import Instances
 from torch import nn
 
 from ..frozen import (
-    FrozenModule,
+    FrozenModelHolder,
     build_frozen_model,
     check_matching_keys,
     get_key,
@@ -102,7 +102,7 @@ def build_teacher_model(teacher_cfg: CfgNode, weights: str, config_file: str = "
     return model
 
 
-class PercepCondInstTeacher(nn.Module):
+class PercepCondInstTeacher(FrozenModelHolder):
     """
     Soft mask targets from a frozen CondInst for a student's sampled instances (see the module
     docstring). An ``nn.Module`` without parameters: the teacher model itself is held by a
@@ -117,8 +117,7 @@ class PercepCondInstTeacher(nn.Module):
                 or a function building it (called on first use), whose strides, levels, mask
                 stride and pixel normalisation equal the student's.
         """
-        super().__init__()
-        self._model = FrozenModule(model)
+        super().__init__(model)
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
@@ -148,14 +147,6 @@ class PercepCondInstTeacher(nn.Module):
                 "first, see docs/perceptual_condinst.md)."
             )
         return {"model": lambda: build_teacher_model(teacher_cfg, weights, config_file)}
-
-    @property
-    def is_built(self) -> bool:
-        return self._model.is_built
-
-    def model(self, device: Optional[torch.device] = None) -> nn.Module:
-        """The frozen teacher (built on the first call), on ``device`` if given."""
-        return self._model.get(device)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor, instances: Instances) -> torch.Tensor:

@@ -23,7 +23,7 @@ import torch
 from detectron2.config import CfgNode, configurable
 from torch import Tensor, nn
 
-from ..frozen import FrozenModule, build_frozen_model, check_matching_keys, load_frozen_config
+from ..frozen import FrozenModelHolder, build_frozen_model, check_matching_keys, load_frozen_config
 
 __all__ = [
     "TEACHER_MATCHING_KEYS",
@@ -62,7 +62,7 @@ def load_teacher_config(config_file: str) -> CfgNode:
     return cfg
 
 
-class PercepSemSegTeacher(nn.Module):
+class PercepSemSegTeacher(FrozenModelHolder):
     """
     Logits of a frozen segmentor for the student's batch (see the module docstring). An
     ``nn.Module`` without parameters: the teacher model is held by a :class:`FrozenModule`, so it
@@ -77,8 +77,7 @@ class PercepSemSegTeacher(nn.Module):
                 building it (called on first use), whose classes and pixel normalisation equal
                 the student's.
         """
-        super().__init__()
-        self._model = FrozenModule(model)
+        super().__init__(model)
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
@@ -95,14 +94,6 @@ class PercepSemSegTeacher(nn.Module):
                 f"first, with {tc.CONFIG_FILE})."
             )
         return {"model": lambda: build_frozen_model(teacher_cfg, weights, _WEIGHTS_KEY)[0]}
-
-    @property
-    def is_built(self) -> bool:
-        return self._model.is_built
-
-    def model(self, device: Optional[torch.device] = None) -> nn.Module:
-        """The frozen teacher (built on the first call), on ``device`` if given."""
-        return self._model.get(device)
 
     @torch.no_grad()
     def forward(self, images: Tensor) -> Tensor:
