@@ -112,27 +112,6 @@ class PercepPerceptualMaskRCNNConvUpsampleHead(MaskRCNNConvUpsampleHead):
         ret["perceptual_loss"] = PerceptualLoss(cfg, in_channels=1, max_inputs=max_instances)
         return ret
 
-    def _check_loss_network(self, mask_size: int) -> None:
-        """Raise ``ValueError`` when the loss network needs larger inputs than M x M masks.
-
-        The size a network needs (``min_input_size``) is defined once, by the network (the pools
-        up to its deepest point for "vgg", a probe forward for zoo architectures), so this runs on
-        the first training step, when the loss builds its network anyway (the network is never
-        built for inference), before any loss is computed.
-        """
-        net = self.perceptual_loss.loss_network()
-        try:
-            net.check_input_size((mask_size, mask_size))
-        except ValueError as e:
-            raise ValueError(
-                f"{type(self).__name__}: the ROI masks are {mask_size} x {mask_size} px "
-                "(2 x MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION), but the perceptual loss network "
-                f"(MODEL.PERCEPTUAL_LOSS.BLOCKS {net.spec.get('BLOCKS')}, OUT_POINTS "
-                f"{list(net.out_points)}) needs {net.min_input_size} px per side. For 28 px masks "
-                "use a 4-block VGG: MODEL.PERCEPTUAL_LOSS.BLOCKS [2, 2, 3, 3], WIDTHS "
-                f"[64, 128, 256, 512] (needs 16 px). ({e})"
-            ) from None
-
     def layers(self, x: Tensor) -> Tensor:
         """The parent's layers: (R, C, P, P) ROI features -> (R, K, M, M) mask logits. The parent,
         an ``nn.Sequential``, runs every child in order; the loss is a child but not a layer."""
@@ -163,8 +142,14 @@ class PercepPerceptualMaskRCNNConvUpsampleHead(MaskRCNNConvUpsampleHead):
             ``loss_mask`` (the parent's, with its training statistics; needs an EventStorage) and
             ``loss_mask_percep`` (0, in the graph, when R = 0).
         """
-        if not self._checked_size:
-            self._check_loss_network(pred_mask_logits.shape[-1])
+        if not self._checked_size:  # on the first step, when the loss builds its network anyway
+            m = pred_mask_logits.shape[-1]
+            self.perceptual_loss.check_input_size(
+                (m, m),
+                f"{type(self).__name__}: the ROI masks (2 x MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION;"
+                " for 28 px masks use a 4-block VGG, MODEL.PERCEPTUAL_LOSS.BLOCKS [2, 2, 3, 3], "
+                "WIDTHS [64, 128, 256, 512], which needs 16 px)",
+            )
             self._checked_size = True
         loss_mask = mask_rcnn_loss(pred_mask_logits, instances, self.vis_period) * self.loss_weight
         probs, targets = mask_rcnn_percep_inputs(pred_mask_logits, instances)

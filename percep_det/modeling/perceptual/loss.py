@@ -373,6 +373,25 @@ class PerceptualLoss(nn.Module):
             self._fingerprint = self.loss_network().fingerprint()
         return self._fingerprint
 
+    def check_input_size(self, size: Tuple[int, int], source: str) -> None:
+        """
+        Raise ``ValueError`` when the loss network needs larger inputs than ``size`` (H, W).
+
+        Args:
+            source: where the consumer's inputs get that size, in its config keys (e.g. "the ROI
+                masks (2 x MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION)"); the message adds the loss
+                network's own keys (BLOCKS, OUT_POINTS).
+        """
+        net = self.loss_network()
+        try:
+            net.check_input_size(size)
+        except ValueError as e:
+            raise ValueError(
+                f"{source} are {size[0]} x {size[1]} px, but the perceptual loss network "
+                f"(MODEL.PERCEPTUAL_LOSS.BLOCKS {net.spec.get('BLOCKS')}, OUT_POINTS "
+                f"{list(net.out_points)}) needs {net.min_input_size} px per side. ({e})"
+            ) from None
+
     def select_inputs(self, num_inputs: int, device: torch.device) -> Optional[Tensor]:
         """Indices ``(k,)`` of a random subset of at most ``max_inputs`` inputs, or None for all.
         A consumer whose targets are costly (a teacher) selects first and passes only those."""

@@ -246,6 +246,12 @@ class PercepSemanticSegmentor(SemanticSegmentor):
         else:
             size = tuple(logits.shape[-2:])
             labels = sample_labels(labels, size)  # (N, h, w)
+        self.perceptual_loss.check_input_size(
+            size,
+            f"loss_sem_seg_percep: the class maps (MODEL.SEM_SEG_PERCEPTUAL.RESOLUTION "
+            f"{self.resolution!r}, head output stride {head.common_stride}; larger images "
+            "(INPUT.CROP.SIZE / MIN_SIZE_TRAIN) or RESOLUTION 'label' help)",
+        )
         valid = labels != head.ignore_value  # (N, h, w) or (N, H, W)
         bad = valid & ((labels < 0) | (labels >= num_classes))
         if bad.any():
@@ -257,25 +263,11 @@ class PercepSemanticSegmentor(SemanticSegmentor):
         valid = valid[:, None].float()  # (N, 1, ., .)
         probs = F.softmax(logits.float(), dim=1) * valid
         if self.target == "gt":
-            onehot = F.one_hot(torch.where(valid[:, 0].bool(), labels, 0), num_classes)
-            target = onehot.permute(0, 3, 1, 2).float() * valid
+            # scattered straight into (N, K, ., .) float: no int64 (N, ., ., K) one-hot and no
+            # permuted copy (at ADE20K scale, 16 x 150 x 512 x 512, that intermediate is 5 GB)
+            index = torch.where(valid[:, 0].bool(), labels, 0)[:, None]  # (N, 1, ., .)
+            target = probs.new_zeros(probs.shape).scatter_(1, index, valid)
         else:
             teacher_logits = upsample_logits(self.teacher(images), size)
             target = F.softmax(teacher_logits / self.temperature, dim=1) * valid
-        self._check_size(size)
         return self.perceptual_loss(probs, target)
-
-    def _check_size(self, size: Tuple[int, int]) -> None:
-        """A clear error when the loss network needs larger maps than the term's."""
-        net = self.perceptual_loss.loss_network(self.device)
-        try:
-            net.check_input_size(size)
-        except ValueError as e:
-            s = self.sem_seg_head.common_stride
-            raise ValueError(
-                f"loss_sem_seg_percep: the class maps are {size[0]} x {size[1]} px "
-                f"(MODEL.SEM_SEG_PERCEPTUAL.RESOLUTION {self.resolution!r}, head output stride "
-                f"{s}), smaller than the loss network's {net.min_input_size} px. Use larger "
-                "images (INPUT.CROP.SIZE / MIN_SIZE_TRAIN), RESOLUTION 'label', or a shallower "
-                f"loss network. ({e})"
-            ) from None
