@@ -160,8 +160,6 @@ class PercepCondInstTeacher(FrozenModelHolder):
         """
         return self.model(images.device).mask_probs_at(images, instances)
 
-    soft_masks = forward  # the name used before the meta-architecture ran the teacher
-
 
 def build_mask_target_source(cfg: CfgNode) -> Optional[nn.Module]:
     """The soft-target source of ``PercepCondInst`` in training: the teacher when the mask head is

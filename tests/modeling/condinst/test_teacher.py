@@ -86,7 +86,7 @@ def test_teacher_masks_at_its_own_detections_equal_its_inference_masks(tmp_path)
         detections = model.inference(inputs, do_postprocess=False)
         images = model.preprocess_image(inputs).tensor
     assert len(detections) > 0 and set(detections.im_inds.tolist()) == {0, 1}
-    masks = teacher_obj.soft_masks(images, detections)
+    masks = teacher_obj(images, detections)
     assert torch.allclose(masks, detections.pred_global_masks, atol=1e-6)
 
 
