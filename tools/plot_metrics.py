@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Training curves (losses and COCO APs against iteration) from a run's metrics.json.
+"""Training curves (losses and evaluation results: AP, mIoU, ... against iteration) from a run's metrics.json.
 
 Examples:
     python tools/plot_metrics.py output/demo/metrics.json            # -> output/demo/curves.png

@@ -11,6 +11,11 @@ __all__ = ["load_metrics", "plot_metrics", "plot_experiment"]
 logger = logging.getLogger(__name__)
 
 
+# evaluation results drawn by plot_metrics (the last part of a metrics.json key: "segm/AP",
+# "sem_seg/mIoU"); per-class entries such as "sem_seg/IoU-road" are left out
+SUMMARY_METRICS = ("AP", "AP50", "AP75", "mIoU", "fwIoU", "mACC", "pACC")
+
+
 def load_metrics(path: str) -> Dict[str, List[Tuple[int, float]]]:
     """Read a ``metrics.json`` (one json object per line) into {name: [(iteration, value)]}.
 
@@ -61,7 +66,7 @@ def _pyplot():
 
 
 def plot_metrics(metrics_json: str, out_png: str, smooth: int = 3) -> str:
-    """Plot losses (left) and evaluation APs (right) against iteration into ``out_png``.
+    """Plot losses (left) and evaluation summaries (right: APs, mIoU, ...) against iteration into ``out_png``.
 
     detectron2 already logs losses as medians over its logging window (20 iterations); ``smooth``
     averages a few logged points more (a long trailing window would show a step when the first,
@@ -71,9 +76,11 @@ def plot_metrics(metrics_json: str, out_png: str, smooth: int = 3) -> str:
 
     series = load_metrics(metrics_json)
     losses = sorted(k for k in series if k.startswith("loss_") or k == "total_loss")
-    aps = sorted(k for k in series if k.split("/")[-1] in ("AP", "AP50", "AP75") and "/" in k)
+    aps = sorted(k for k in series if "/" in k and k.split("/")[-1] in SUMMARY_METRICS)
     if not losses and not aps:
-        raise ValueError(f"'{metrics_json}' has no loss_* or */AP entries to plot")
+        raise ValueError(
+            f"'{metrics_json}' has no loss_* or evaluation entries (*/{{{','.join(SUMMARY_METRICS)}}}) to plot"
+        )
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for k in losses:
         its, vals = zip(*series[k])
@@ -87,7 +94,7 @@ def plot_metrics(metrics_json: str, out_png: str, smooth: int = 3) -> str:
         its, vals = zip(*series[k])
         axes[1].plot(its, vals, marker="o", label=k)
     axes[1].set_xlabel("iteration")
-    axes[1].set_ylabel("COCO AP (%)")
+    axes[1].set_ylabel("evaluation (%)")
     axes[1].grid(alpha=0.3)
     if aps:
         axes[1].legend(fontsize=8)
@@ -151,7 +158,7 @@ def plot_experiment(
         raise ValueError(f"no run of {sorted(runs)} has any of {list(keys)} in its metrics.json")
     for ax, key in zip(axes[0], keys):
         ax.set_xlabel("iteration")
-        ax.set_ylabel(f"{key} (%): mean over seeds, band = min..max")
+        ax.set_ylabel(f"{key}: mean over seeds, band = min..max")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if title:

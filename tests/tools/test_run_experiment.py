@@ -65,3 +65,45 @@ def test_curves_png_and_resumed_metrics(tmp_path):
 
     with pytest.raises(ValueError, match="no run of"):
         tool.plot_experiment({"none": [os.path.join(tmp_path, "missing.json")]}, str(tmp_path / "x.png"))
+
+
+def test_semseg_metrics_and_paired_differences(tmp_path):
+    tool = _tool()
+    preset = tool.PRESETS["semseg-shapes-cpu"]
+    assert [m.key for m in preset.metrics] == ["sem_seg/mIoU", "sem_seg/pACC"]
+    for _, config in preset.variants:
+        assert os.path.isfile(os.path.join(ROOT, config)), config
+    variants = [("baseline", "a.yaml"), ("percep", "b.yaml")]
+    miou = {"baseline": {1: 50.0, 2: 40.0, 3: 45.0}, "percep": {1: 52.0, 2: 41.0, 3: 44.0}}
+    for name in variants:
+        for seed, value in miou[name[0]].items():
+            out = os.path.join(tmp_path, name[0], f"seed{seed}")
+            os.makedirs(out)
+            with open(os.path.join(out, "metrics.json"), "w") as f:
+                f.write(json.dumps({"iteration": 19, "time": 0.1 if name[0] == "baseline" else 0.25}) + "\n")
+                f.write(json.dumps({"iteration": 39, "time": 0.1 if name[0] == "baseline" else 0.25}) + "\n")
+                f.write(json.dumps({"iteration": 39, "sem_seg/mIoU": value, "sem_seg/pACC": 90.0}) + "\n")
+            open(os.path.join(out, "model_final.pth"), "w").close()
+    keys = [m.key for m in preset.metrics]
+    assert tool.is_finished(os.path.join(tmp_path, "percep", "seed1"), keys)
+    assert not tool.is_finished(os.path.join(tmp_path, "percep", "seed1"))  # no segm/AP there
+    table, raw = tool.summarize(variants, [1, 2, 3], str(tmp_path), metrics=preset.metrics)
+    assert raw["percep"][2]["sem_seg/mIoU"] == 41.0
+    assert "| baseline | a.yaml | 1,2,3 | 45.00 ± 5.00 | 90.00 ± 0.00 | 0.10 | 1.00x | 39 |" in table
+    assert "| percep | b.yaml | 1,2,3 | 45.67 ± 5.69 | 90.00 ± 0.00 | 0.25 | 2.50x | 39 |" in table
+    # per-seed differences +2, +1, -1: mean 0.67, sample std 1.53, better in 2 of 3 seeds
+    assert "| percep | +0.67 ± 1.53 (better in 2/3) | +0.00 ± 0.00 (better in 0/3) |" in table
+
+
+def test_parse_metrics_and_paired_difference_direction():
+    tool = _tool()
+    m = tool.parse_metrics("depth/AbsRel:AbsRel:lower,depth/delta1")
+    assert m[0] == tool.Metric("depth/AbsRel", "AbsRel", False) and m[1].label == "depth/delta1"
+    with pytest.raises(ValueError, match="'lower' or 'higher'"):
+        tool.parse_metrics("a:b:sideways")
+
+    from percep_det.utils.stats import paired_difference
+
+    d = paired_difference({1: 0.20, 2: 0.30, 4: 0.1}, {1: 0.18, 2: 0.31, 3: 0.5}, higher_is_better=False)
+    assert d.seeds == [1, 2] and d.better == 1  # seed 1 lower (better); seed 4/3 unpaired
+    assert abs(d.mean - (-0.005)) < 1e-9
