@@ -45,6 +45,7 @@ def add_percep_det_config(cfg: CN) -> None:
     _add_perceptual_condinst_config(cfg)
     _add_perceptual_mask_rcnn_config(cfg)
     _add_semantic_seg_config(cfg)
+    _add_depth_config(cfg)
 
 
 def _add_visualization_config(cfg: CN) -> None:
@@ -254,3 +255,48 @@ def _add_semantic_seg_config(cfg: CN) -> None:
     # Weights of the teacher (detectron2 checkpoint), loaded strictly.
     _P.TEACHER.WEIGHTS = ""
 
+
+
+def _add_depth_config(cfg: CN) -> None:
+    # Read by DepthDatasetMapper (percep_det/data/depth_mapper.py).
+    cfg.INPUT.DEPTH = CN()
+    # How resizing changes the geometry: "depth" divides depth by the resize factor and keeps the
+    # intrinsics (VNL's way: the network always sees the dataset's camera, so apparent size stays
+    # a depth cue); "intrinsics" keeps metric depth and scales fx, fy, cx, cy.
+    cfg.INPUT.DEPTH.RESIZE_MODE = "depth"
+    # Read by PercepDepthEstimator (MODEL.META_ARCHITECTURE) and its decoder.
+    _C = cfg.MODEL.DEPTH = CN()
+    # Decoder (DEPTH_HEAD_REGISTRY) from the backbone's IN_FEATURES to full resolution.
+    _C.HEAD_NAME = "PercepDepthDecoder"
+    _C.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+    # Channels of the decoder's convs.
+    _C.CONVS_DIM = 128
+    # Norm of the decoder's convs ("" = none, "BN", "GN", ...).
+    _C.NORM = "BN"
+    # "bins": classification over NUM_BINS log-spaced bins in [MIN_DEPTH, MAX_DEPTH] (Cao et al.),
+    # decoded to the expected log-depth; "regression": one channel, depth = MAX_DEPTH * sigmoid.
+    _C.OUTPUT = "bins"
+    _C.NUM_BINS = 150
+    # Depth range of the output in metres. MAX_DEPTH also scales depth before the perceptual loss
+    # network (depth / MAX_DEPTH: the net is positively homogeneous, so the scale sets the term's
+    # size): set it per dataset (NYUv2: 10).
+    _C.MIN_DEPTH = 0.1
+    _C.MAX_DEPTH = 10.0
+    # Weighted cross-entropy over bins (OUTPUT "bins"): weight and alpha of exp(-alpha (i - j)^2).
+    _C.WCE_WEIGHT = 1.0
+    _C.WCE_ALPHA = 0.2
+    # Scale-invariant log loss (OUTPUT "regression"; BTS's silog with its variance focus 0.85).
+    _C.SILOG_WEIGHT = 1.0
+    _C.SILOG_VARIANCE_FOCUS = 0.85
+    # Virtual normal loss (Yin et al.): weight (0 = off; VNL's repo uses 6), triplets per image as a
+    # share of its pixels, colinearity filter |cos| threshold, "too close" threshold in metres
+    # (VNL: 0.005 of depth / 10), share of the hardest triplets kept.
+    _C.VNL_WEIGHT = 0.0
+    _C.VNL_SAMPLE_RATIO = 0.15
+    _C.VNL_COS_THRESH = 0.867
+    _C.VNL_MIN_DIST = 0.05
+    _C.VNL_KEEP_HARDEST = 0.75
+    # loss_depth_percep = lambda * MSE(f(pred / MAX_DEPTH), f(gt / MAX_DEPTH)), invalid pixels zero
+    # in both; loss network, lambda (LOSS_WEIGHT), CHUNK_SIZE, ... from MODEL.PERCEPTUAL_LOSS
+    # (IN_CHANNELS 1).
+    _C.PERCEPTUAL = False
