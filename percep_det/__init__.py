@@ -4,6 +4,7 @@ Importing this package registers its datasets, backbones, meta-architectures and
 Detectron2's registries.
 """
 from . import data  # noqa: F401  (registers the embedded datasets)
+from . import evaluation  # noqa: F401  (DepthEvaluator)
 from . import modeling  # noqa: F401  (registers backbones / meta-archs / heads)
 from .config import add_percep_det_config
 

@@ -8,7 +8,10 @@
 After training (and with --eval-only) it writes pictures of predictions on the first test set to
 OUTPUT_DIR/vis/ (ground truth next to predicted instances or class maps) and the training curves to
 OUTPUT_DIR/curves.png. The evaluator follows the test set's metadata ``evaluator_type``: "coco" ->
-COCOEvaluator, "sem_seg" and "cityscapes_sem_seg" -> SemSegEvaluator (mIoU, pixel accuracy).
+COCOEvaluator, "sem_seg" and "cityscapes_sem_seg" -> SemSegEvaluator (mIoU, pixel accuracy),
+"depth" -> DepthEvaluator (AbsRel, RMSE, delta < 1.25, ...); so do the data mappers
+(percep_det/data/mappers.py: semantic segmentation resizes before it crops, depth maps are
+augmented with their images).
 """
 import logging
 import os
@@ -16,7 +19,7 @@ import sys
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import MetadataCatalog
+from detectron2.data import MetadataCatalog, build_detection_test_loader
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import (
     COCOEvaluator,
@@ -31,6 +34,7 @@ from detectron2.utils.logger import setup_logger
 import percep_det  # noqa: F401  (registers datasets and models)
 from percep_det.config import get_percep_cfg
 from percep_det.data import ensure_generated
+from percep_det.data.mappers import build_mapper
 from percep_det.engine import (
     TrainingState,
     build_resumable_train_loader,
@@ -40,6 +44,7 @@ from percep_det.engine import (
     check_sem_seg_labels,
     cpu_aware_ddp,
 )
+from percep_det.evaluation import DepthEvaluator
 from percep_det.modeling.perceptual import CHECKPOINT_KEY, LossNetworkRecord
 from percep_det.utils import draw_dataset_predictions, plot_metrics
 
@@ -63,9 +68,9 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        # detectron2's DatasetMapper(cfg, True) for every task: it reads ``sem_seg_file_name`` into
-        # ``sem_seg`` when the records have it (semantic datasets, and the embedded instance splits)
-        loader = build_resumable_train_loader(cfg)
+        # detectron2's DatasetMapper (it reads ``sem_seg_file_name`` into ``sem_seg`` when the
+        # records have it), with resize-then-crop for semantic datasets; the depth mapper for depth
+        loader = build_resumable_train_loader(cfg, mapper=build_mapper(cfg, is_train=True))
         # ... with convert("L"), which reads palette PNGs as wrong labels: stop before training
         check_sem_seg_labels(loader.stream.dataset.dataset_dicts)
         return loader
@@ -82,6 +87,12 @@ class Trainer(DefaultTrainer):
         # "WarmupPolyLR" (the poly schedule of the PSPNet / DeepLab recipes) lives in detectron2's
         # DeepLab project, whose builder hands every other name to detectron2's own.
         return build_deeplab_lr_scheduler(cfg, optimizer)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_detection_test_loader(
+            cfg, dataset_name, mapper=build_mapper(cfg, is_train=False, dataset_name=dataset_name)
+        )
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -104,9 +115,13 @@ class Trainer(DefaultTrainer):
                 allow_palette=True,
             )
             return DatasetEvaluators([evaluator])
+        if evaluator_type == "depth":
+            return DatasetEvaluators(
+                [DepthEvaluator(dataset_name, distributed=True, output_dir=output_folder)]
+            )
         raise NotImplementedError(
             f"dataset '{dataset_name}' has evaluator_type '{evaluator_type}' in its metadata; "
-            "tools/train_net.py evaluates 'coco', 'sem_seg' and 'cityscapes_sem_seg'. Set another "
+            "tools/train_net.py evaluates 'coco', 'sem_seg', 'cityscapes_sem_seg' and 'depth'. Set another "
             "evaluator_type when registering the dataset, or extend Trainer.build_evaluator"
         )
 

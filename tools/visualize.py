@@ -3,12 +3,17 @@
 
 Instance models are drawn as masks and boxes, semantic models (output "sem_seg") as class maps
 with the class names and colours of the first test set's metadata (generic names without one).
+Depth models (output "depth") are drawn as image | ground truth | prediction | relative error with
+the depth colour-mapped over [0, max_depth] (the test set's metadata max_depth, or
+MODEL.DEPTH.MAX_DEPTH without one); image files have no ground truth: image | prediction.
 
 Examples:
     # images in, overlays out
     python tools/visualize.py --config-file CFG --weights W --input a.jpg b.png --output vis/
     # a dataset: ground truth (left) next to predictions (right) for the first 16 images
     python tools/visualize.py --config-file CFG --weights W --dataset percep_shapes_val --num 16
+    # a depth model on a registered depth dataset (image | truth | prediction | error)
+    python tools/visualize.py --config-file CFG --weights W --dataset DEPTH_DATASET --num 8
 """
 
 import argparse
@@ -19,6 +24,7 @@ import sys
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog
 from detectron2.data import detection_utils as utils
+from detectron2.data.catalog import Metadata
 from detectron2.modeling import build_model
 
 import percep_det  # noqa: F401
@@ -30,6 +36,19 @@ from percep_det.utils.visualize import (
     draw_prediction,
     write_png,
 )
+
+
+def image_metadata(cfg):
+    """The metadata used to draw predictions on image files: the first test set's, and for a
+    depth model without one (no max_depth) the range of MODEL.DEPTH."""
+    metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused")
+    if metadata.get("max_depth", None) is None and "DEPTH" in cfg.MODEL:
+        # a copy: the catalog's entry is shared and must not change
+        metadata = Metadata(**metadata.as_dict())
+        metadata.max_depth = cfg.MODEL.DEPTH.MAX_DEPTH
+        if metadata.get("min_depth", None) is None:
+            metadata.min_depth = cfg.MODEL.DEPTH.MIN_DEPTH
+    return metadata
 
 
 def main(argv=None) -> int:
@@ -74,7 +93,7 @@ def main(argv=None) -> int:
         if missing:
             print(f"ERROR: input image(s) not found: {missing}", file=sys.stderr)
             return 2
-        metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused")
+        metadata = image_metadata(cfg)
         predictor = Predictor(cfg, model)
         os.makedirs(args.output, exist_ok=True)
         paths = []

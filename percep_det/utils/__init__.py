@@ -1,5 +1,5 @@
 """Visualisation and plotting utilities."""
 from .plot import plot_metrics
-from .visualize import draw_dataset_predictions
+from .visualize import draw_dataset_predictions, draw_depth_comparison
 
-__all__ = ["draw_dataset_predictions", "plot_metrics"]
+__all__ = ["draw_dataset_predictions", "draw_depth_comparison", "plot_metrics"]

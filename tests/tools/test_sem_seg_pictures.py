@@ -110,8 +110,8 @@ def test_draw_prediction_checks_classes_and_keys():
         image, MetadataCatalog.get("percep_test_no_classes"), {"sem_seg": scores}
     )
     assert picture.shape == (16, 16, 3)
-    with pytest.raises(KeyError, match="'instances'.*'sem_seg'"):
-        draw_prediction(image, MetadataCatalog.get("percep_shapes_sem_seg_val"), {"depth": scores})
+    with pytest.raises(KeyError, match="'instances'.*'sem_seg'.*'depth'"):
+        draw_prediction(image, MetadataCatalog.get("percep_shapes_sem_seg_val"), {"flow": scores})
 
 
 def test_train_net_semantic_run_evaluates_and_draws(tiny_config, tmp_path):
