@@ -20,6 +20,7 @@ setup(
         "tqdm",
         "fvcore>=0.1.5,<0.1.6",
         "iopath>=0.1.7,<0.1.10",
+        "h5py",  # datasets/prepare_nyu_v2.py reads the NYU Depth v2 .mat (HDF5); imported lazily
     ],
     extras_require={"dev": ["pytest", "scikit-image", "opencv-python-headless"]},
 )

@@ -17,6 +17,8 @@ PIN_TORCH=${PIN_TORCH:-"torch==2.14.1 torchvision==0.29.1"}
 BASE_PINS=("numpy<2" "setuptools<82")
 EXTRA=("fvcore>=0.1.5,<0.1.6" "iopath>=0.1.7,<0.1.10" "pycocotools>=2.0.6" "opencv-python-headless"
        "scikit-image" "matplotlib" "tqdm" "pytest" "wheel"
+       # reads NYU Depth v2's nyu_depth_v2_labeled.mat (MATLAB v7.3 = HDF5), datasets/prepare_nyu_v2.py
+       "h5py"
        # detectron2's own pure-python dependencies (kept here so a detectron2 that was installed
        # without them, e.g. with --no-deps, becomes importable too)
        "cloudpickle" "hydra-core>=1.1" "omegaconf>=2.1,<2.4" "tabulate" "termcolor>=1.1" "yacs>=0.1.8"
@@ -32,7 +34,7 @@ PY
 log() { echo "[install_deps] $*"; }
 
 # Fast path: everything already importable at compatible versions.
-if have torch torchvision detectron2 detectron2.engine fvcore pycocotools cv2 skimage matplotlib tqdm pytest \
+if have torch torchvision detectron2 detectron2.engine fvcore pycocotools cv2 skimage matplotlib tqdm pytest h5py \
    && "$PYTHON" -c "import numpy, sys; sys.exit(int(numpy.__version__.split('.')[0]) >= 2)" \
    && "$PYTHON" -c "import pkg_resources" >/dev/null 2>&1; then
   log "all dependencies importable; nothing to do"

@@ -9,27 +9,50 @@
 segmentation datasets (records with ``file_name``, ``sem_seg_file_name``, ``height``, ``width``;
 5 ``stuff_classes`` with background = 0; ``SemSegEvaluator``).
 
+``percep_shapes_depth_train`` (500) / ``percep_shapes_depth_val`` (100): version-2 scenes of
+:mod:`percep_det.data.shapes` (a pinhole camera over a floor, so depth has monocular cues) as
+depth datasets (records with ``file_name``, ``depth_file_name``, ``sem_seg_file_name``,
+``height``, ``width``, ``image_id``; metadata per :mod:`percep_det.data.depth_io`:
+``evaluator_type`` "depth", ``depth_scale``, the synthetic camera's ``intrinsics``,
+``min_depth``/``max_depth`` = ``V2_DEPTH_RANGE``, ``eigen_crop`` False). Generated on first use
+into ``<cache>/shapes/{train,val}_v2_seed0``.
+
+NYU Depth v2 (``nyu_v2_depth_*``) under ``$DETECTRON2_DATASETS``: :mod:`percep_det.data.depth`.
+
 ``percep_voc_2012_sem_seg_train_aug`` / ``percep_voc_2012_sem_seg_val``: Pascal VOC 2012 + SBD
 under ``$DETECTRON2_DATASETS`` (:mod:`percep_det.data.voc`). Cityscapes and ADE20K semantic
 segmentation are detectron2's own registrations (``cityscapes_fine_sem_seg_*``,
 ``ade20k_sem_seg_*``).
 """
+
+import json
 import os
 from typing import Dict, List
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
+from .depth import register_all_nyu_v2_depth
 from .sem_seg import label_palette
-from .shapes import DEPTH_SCALE, GENERATOR_VERSION, SHAPE_CLASSES, ShapesSpec, ensure_split
+from .shapes import (
+    DEPTH_SCALE,
+    SHAPE_CLASSES,
+    V2_DEPTH_RANGE,
+    ShapesSpec,
+    camera_intrinsics,
+    ensure_split,
+    split_dir_name,
+)
 from .voc import register_all_voc_sem_seg
 
 __all__ = [
+    "SHAPES_DEPTH_SPLITS",
     "SHAPES_SEED",
     "SHAPES_SEM_SEG_SPLITS",
     "SHAPES_SPLITS",
     "ensure_generated",
     "load_shapes",
+    "load_shapes_depth",
     "load_shapes_sem_seg",
     "register_shapes",
     "shapes_root",
@@ -46,6 +69,11 @@ SHAPES_SEM_SEG_SPLITS = {
     "percep_shapes_sem_seg_train": "percep_shapes_train",
     "percep_shapes_sem_seg_val": "percep_shapes_val",
 }
+# depth-estimation name -> (split, spec): version-2 scenes, whose depth has monocular cues
+SHAPES_DEPTH_SPLITS = {
+    "percep_shapes_depth_train": ("train", ShapesSpec(num_images=500, version=2)),
+    "percep_shapes_depth_val": ("val", ShapesSpec(num_images=100, version=2)),
+}
 # 0 is background, k is SHAPE_CLASSES[k - 1] (the values of the generated semantic PNGs)
 SHAPES_STUFF_CLASSES = ["background"] + list(SHAPE_CLASSES)
 
@@ -57,8 +85,8 @@ def shapes_root() -> str:
     return os.path.join(os.path.expanduser(cache), "shapes")
 
 
-def _split_dir(split: str) -> str:
-    return os.path.join(shapes_root(), f"{split}_v{GENERATOR_VERSION}_seed{SHAPES_SEED}")
+def _split_dir(split: str, spec: ShapesSpec) -> str:
+    return os.path.join(shapes_root(), split_dir_name(split, spec, SHAPES_SEED))
 
 
 def load_shapes(name: str) -> List[Dict]:
@@ -93,13 +121,35 @@ def load_shapes_sem_seg(name: str) -> List[Dict]:
     return [{k: r[k] for k in keys} for r in load_shapes(SHAPES_SEM_SEG_SPLITS[name])]
 
 
+def load_shapes_depth(name: str) -> List[Dict]:
+    """Generate the version-2 split ``name`` of ``SHAPES_DEPTH_SPLITS`` if needed and return its
+    depth records (``file_name``, ``depth_file_name``, ``sem_seg_file_name``, ``height``,
+    ``width``, ``image_id``)."""
+    split, spec = SHAPES_DEPTH_SPLITS[name]
+    root = ensure_split(shapes_root(), split, spec, SHAPES_SEED)
+    with open(os.path.join(root, "annotations.json")) as f:
+        images = json.load(f)["images"]
+    return [
+        {
+            "file_name": os.path.join(root, "images", image["file_name"]),
+            "depth_file_name": os.path.join(root, "depth", image["depth_file_name"]),
+            "sem_seg_file_name": os.path.join(root, "semantic", image["file_name"]),
+            "height": image["height"],
+            "width": image["width"],
+            "image_id": image["id"],
+        }
+        for image in images
+    ]
+
+
 def register_shapes() -> None:
-    """Register the embedded splits (instance and semantic); nothing is generated until used."""
-    for name, (split, _spec) in SHAPES_SPLITS.items():
+    """Register the embedded splits (instance, semantic and depth); nothing is generated until
+    used."""
+    for name, (split, spec) in SHAPES_SPLITS.items():
         if name in DatasetCatalog.list():
             continue
         DatasetCatalog.register(name, lambda name=name: load_shapes(name))
-        root = _split_dir(split)
+        root = _split_dir(split, spec)
         MetadataCatalog.get(name).set(
             json_file=os.path.join(root, "annotations.json"),
             image_root=os.path.join(root, "images"),
@@ -123,6 +173,22 @@ def register_shapes() -> None:
             source_dataset=source,  # the instance split with the same scenes
             generated=True,
         )
+    for name, (_split, spec) in SHAPES_DEPTH_SPLITS.items():
+        if name in DatasetCatalog.list():
+            continue
+        DatasetCatalog.register(name, lambda name=name: load_shapes_depth(name))
+        MetadataCatalog.get(name).set(
+            evaluator_type="depth",
+            depth_scale=DEPTH_SCALE,  # depth PNG value / depth_scale = metres
+            intrinsics=camera_intrinsics(spec),  # (fx, fy, cx, cy), the same for every scene
+            min_depth=V2_DEPTH_RANGE[0],
+            max_depth=V2_DEPTH_RANGE[1],
+            eigen_crop=False,
+            # the semantic maps of the same scenes (sem_seg_file_name): 0 is background
+            stuff_classes=list(SHAPES_STUFF_CLASSES),
+            ignore_label=255,
+            generated=True,
+        )
 
 
 def ensure_generated(name: str) -> None:
@@ -132,8 +198,12 @@ def ensure_generated(name: str) -> None:
         load_shapes(name)
     elif name in SHAPES_SEM_SEG_SPLITS:
         load_shapes(SHAPES_SEM_SEG_SPLITS[name])
+    elif name in SHAPES_DEPTH_SPLITS:
+        load_shapes_depth(name)
 
 
 register_shapes()
 # Like detectron2's builtin datasets: relative to $DETECTRON2_DATASETS (default ./datasets).
-register_all_voc_sem_seg(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")))
+_DATASETS_ROOT = os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
+register_all_voc_sem_seg(_DATASETS_ROOT)
+register_all_nyu_v2_depth(_DATASETS_ROOT)

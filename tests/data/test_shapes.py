@@ -115,3 +115,70 @@ def test_empty_cache_variable_means_the_default(monkeypatch):
     assert shapes_root() == os.path.join(os.path.expanduser("~"), ".cache", "percep_det", "shapes")
     monkeypatch.setenv("PERCEP_DET_CACHE", "/some/cache")
     assert shapes_root() == os.path.join("/some/cache", "shapes")
+
+
+def _scene_digest(seed, split, index, spec):
+    """sha256 of everything render_scene returns (arrays' bytes, classes, masks, depths)."""
+    import hashlib
+
+    from percep_det.data import render_scene
+
+    image, semantic, depth, objects = render_scene(seed, split, index, spec)
+    h = hashlib.sha256()
+    for array in (image, semantic, depth):
+        h.update(array.tobytes())
+    for obj in objects:
+        h.update(str(obj["category_id"]).encode())
+        h.update(obj["mask"].tobytes())
+        h.update(repr(obj["depth"]).encode())
+    return h.hexdigest()
+
+
+# Digests of version-1 scenes, recorded from the code before version 2 existed (numpy 1.26.4,
+# opencv-python-headless 4.11.0.86): version 1 must keep rendering these exact bytes, so that the
+# caches and results made with it stay valid. Another numpy/OpenCV may legitimately differ.
+V1_DIGESTS = [
+    (
+        (0, "train", 3, ShapesSpec(num_images=10)),
+        "6ae72ab2bf86a4babe81056c1dbdb8536cbd5ad99c5287f2c2a57218a9efce86",
+    ),
+    (
+        (0, "val", 0, ShapesSpec(num_images=100)),
+        "f9abe7e07c275eccb3c50b03f1e9d2dcb3b34cd0ae49e6d51f7a5cbe25d8c442",
+    ),
+    (
+        (7, "train", 12, ShapesSpec(num_images=500, image_size=64)),
+        "a2cac1981ca746e2da12174f113ade72bbf1e1bb6e6c4a19f31bea7a908633ea",
+    ),
+]
+
+
+@pytest.mark.parametrize("args,digest", V1_DIGESTS)
+def test_version_1_renders_the_same_bytes_as_before(args, digest):
+    import cv2
+
+    versions = (np.__version__, cv2.__version__)
+    if versions != ("1.26.4", "4.11.0"):
+        pytest.skip(f"digests recorded with numpy 1.26.4 / OpenCV 4.11.0, not {versions}")
+    assert _scene_digest(*args) == digest
+
+
+def test_version_is_part_of_the_cache_name(tmp_path):
+    from percep_det.data.shapes import split_dir_name
+
+    assert ShapesSpec(num_images=1).version == 1
+    # the historical name of version 1 (existing caches stay valid), another one for version 2
+    assert split_dir_name("train", ShapesSpec(num_images=1), 0) == "train_v1_seed0"
+    v2 = ShapesSpec(num_images=1, version=2)
+    assert split_dir_name("train", v2, 0) == "train_v2_seed0"
+    path = ensure_split(str(tmp_path), "val", v2, seed=3)
+    assert os.path.basename(path) == "val_v2_seed3"
+    with open(os.path.join(path, "annotations.json")) as f:
+        assert json.load(f)["info"]["version"] == "2"
+
+
+def test_unknown_version_is_refused():
+    from percep_det.data import render_scene
+
+    with pytest.raises(ValueError, match="version"):
+        render_scene(0, "train", 0, ShapesSpec(num_images=1, version=9))
