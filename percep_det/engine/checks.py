@@ -31,6 +31,10 @@ _PREPARE = {
     "ade20k_sem_seg_": "ADE20K: ADEChallengeData2016.zip, then detectron2's "
     "datasets/prepare_ade20k_sem_seg.py, which writes annotations_detectron2/",
     "percep_voc_2012_sem_seg_": "VOC 2012 + SBD: python datasets/prepare_voc_sem_seg.py",
+    "nyu_v2_depth_official_": "NYU Depth v2: python datasets/prepare_nyu_v2.py (from "
+    "nyu_depth_v2_labeled.mat and splits.mat)",
+    "nyu_v2_depth_bts_": "NYU Depth v2, BTS layout: sync/ and the BTS file lists under "
+    "nyu_depth_v2/",
 }
 
 

@@ -601,3 +601,12 @@ def test_mapper_from_config_needs_depth_metadata():
     cfg.DATASETS.TRAIN = ("percep_shapes_depth_val", "nyu_v2_depth_official_train")
     with pytest.raises(ValueError, match="differ"):
         DepthDatasetMapper(cfg, is_train=True)
+
+
+def test_check_datasets_names_the_nyu_path_and_how_to_prepare(tmp_path, monkeypatch):
+    from percep_det.config import get_percep_cfg
+    from percep_det.engine import check_datasets
+
+    cfg = get_percep_cfg(os.path.join(ROOT, "configs/DepthEstimation/depth_R50_wce_30ep_nyuv2.yaml"))
+    with pytest.raises(FileNotFoundError, match="nyu_depth_v2.*DETECTRON2_DATASETS.*prepare_nyu_v2.py"):
+        check_datasets(cfg)
