@@ -23,14 +23,15 @@ def back_project(depth: Tensor, rows: Tensor, cols: Tensor, intrinsics: Tensor) 
     """
     Args:
         depth: ``(...)`` metres at the pixels ``(rows, cols)`` (same shape).
-        intrinsics: ``(4,)`` ``fx, fy, cx, cy``; pixel ``(r, c)`` has its centre at ``u = c``,
-            ``v = r`` (integer pixel centres, OpenCV's convention).
+        intrinsics: ``(4,)`` ``fx, fy, cx, cy``; pixel ``(r, c)`` has its centre at ``u = c + 1/2``,
+            ``v = r + 1/2`` (detectron2's convention, the one DepthDatasetMapper keeps the
+            intrinsics in).
     Returns:
         ``(..., 3)`` camera coordinates ``x = (u - cx) z / fx, y = (v - cy) z / fy, z``.
     """
     fx, fy, cx, cy = intrinsics.to(depth).unbind(0)
-    x = (cols.to(depth) - cx) * depth / fx
-    y = (rows.to(depth) - cy) * depth / fy
+    x = (cols.to(depth) + 0.5 - cx) * depth / fx
+    y = (rows.to(depth) + 0.5 - cy) * depth / fy
     return torch.stack([x, y, depth], dim=-1)
 
 

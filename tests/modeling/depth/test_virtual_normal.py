@@ -14,16 +14,18 @@ K = torch.tensor([50.0, 50.0, 16.0, 16.0])  # fx, fy, cx, cy of a 32 x 32 image
 
 
 def plane_depth(normal, rho=2.0, size=32, intrinsics=K):
-    """Depth of the plane n . X = rho: Z = rho / (n . K^-1 [u, v, 1])."""
+    """Depth of the plane n . X = rho: Z = rho / (n . K^-1 [u, v, 1]), pixel centres at +1/2."""
     fx, fy, cx, cy = intrinsics.tolist()
-    v, u = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij")
+    centres = torch.arange(size, dtype=torch.float32) + 0.5
+    v, u = torch.meshgrid(centres, centres, indexing="ij")
     nx, ny, nz = normal
     return rho / (nx * (u - cx) / fx + ny * (v - cy) / fy + nz)
 
 
 def test_back_project():
-    p = back_project(torch.tensor([2.0]), torch.tensor([16]), torch.tensor([41]), K)
-    assert p.tolist() == [[1.0, 0.0, 2.0]]  # (41 - 16) * 2 / 50 = 1
+    # pixel (row 15, col 40) has its centre at (u, v) = (40.5, 15.5): x = (40.5 - 16) * 2 / 50
+    p = back_project(torch.tensor([2.0]), torch.tensor([15]), torch.tensor([40]), K)
+    assert p[0].tolist() == pytest.approx([0.98, -0.02, 2.0])
 
 
 def test_zero_for_a_perfect_slanted_plane_and_positive_for_a_wrong_slope():
