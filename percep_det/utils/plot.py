@@ -1,12 +1,23 @@
-"""Training curves from detectron2's ``metrics.json``."""
+"""Training curves from detectron2's ``metrics.json`` and the figures of seeded comparisons
+(metric per setting with error bars, metric against extraction depth, metric against cost)."""
+
 import json
 import logging
 import math
 import os
 from collections import defaultdict
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-__all__ = ["load_metrics", "plot_metrics", "plot_experiment"]
+from .stats import mean_std, pareto_front
+
+__all__ = [
+    "load_metrics",
+    "plot_cost",
+    "plot_depth",
+    "plot_experiment",
+    "plot_levels",
+    "plot_metrics",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +35,9 @@ def load_metrics(path: str) -> Dict[str, List[Tuple[int, float]]]:
     when a run was killed mid-write) is skipped with a warning.
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"metrics file '{path}' does not exist (it is OUTPUT_DIR/metrics.json)")
+        raise FileNotFoundError(
+            f"metrics file '{path}' does not exist (it is OUTPUT_DIR/metrics.json)"
+        )
     series: Dict[str, Dict[int, float]] = defaultdict(dict)
     with open(path) as f:
         for line_no, line in enumerate(f, 1):
@@ -145,13 +158,21 @@ def plot_experiment(
             means = [sum(per_it[i]) / len(per_it[i]) for i in its]
             line = ax.plot(its, means, marker="o", label=f"{name} ({n_runs} seeds)")[0]
             ax.fill_between(
-                its, [min(per_it[i]) for i in its], [max(per_it[i]) for i in its],
-                color=line.get_color(), alpha=0.2,
+                its,
+                [min(per_it[i]) for i in its],
+                [max(per_it[i]) for i in its],
+                color=line.get_color(),
+                alpha=0.2,
             )
             for i, m in zip(its, means):
                 if len(per_it[i]) < n_runs:
-                    ax.annotate(f"n={len(per_it[i])}", (i, m), fontsize=7, textcoords="offset points",
-                                xytext=(3, -10))
+                    ax.annotate(
+                        f"n={len(per_it[i])}",
+                        (i, m),
+                        fontsize=7,
+                        textcoords="offset points",
+                        xytext=(3, -10),
+                    )
             plotted += 1
     if not plotted:
         plt.close(fig)
@@ -161,6 +182,190 @@ def plot_experiment(
         ax.set_ylabel(f"{key}: mean over seeds, band = min..max")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out_png)
+
+
+# --------------------------------------------------------------------------------------------
+# Seeded comparisons. Values are per-seed lists; a point is drawn at their mean with an error bar
+# of one sample std (none with a single seed); nan values (runs without the evaluation) are left
+# out. ``baseline`` maps a metric to the per-seed values of the run without the compared term:
+# drawn as a horizontal line with a +-1 std band.
+# --------------------------------------------------------------------------------------------
+def _draw_baseline(ax, values: Optional[Sequence[float]]) -> None:
+    if not values:
+        return
+    mean, std = mean_std(values)
+    if math.isnan(mean):
+        return
+    ax.axhline(mean, color="gray", ls="--", lw=1, label=f"baseline ({len(values)} seeds)")
+    if not math.isnan(std):
+        ax.axhspan(mean - std, mean + std, color="gray", alpha=0.15)
+
+
+def plot_levels(
+    values: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
+    out_png: str,
+    baseline: Optional[Mapping[str, Sequence[float]]] = None,
+    xlabel: str = "",
+    title: str = "",
+) -> str:
+    """One panel per metric: x = levels (in the order first seen), one series per entry of
+    ``values[metric]`` ({series: {level: per-seed values}}), mean +- std error bars, the series
+    side by side at each level."""
+    plt = _pyplot()
+
+    metrics = list(values)
+    if not metrics:
+        raise ValueError("plot_levels: no metric to plot")
+    fig, axes = plt.subplots(
+        1,
+        len(metrics),
+        figsize=(max(6, 1.2 * _num_levels(values)) * len(metrics), 4.8),
+        squeeze=False,
+    )
+    for ax, metric in zip(axes[0], metrics):
+        series = values[metric]
+        levels: List[str] = []
+        for per_level in series.values():
+            levels += [lv for lv in per_level if lv not in levels]
+        width = 0.6 / max(len(series), 1)
+        for k, (name, per_level) in enumerate(series.items()):
+            xs, means, stds = [], [], []
+            for i, level in enumerate(levels):
+                if level not in per_level:
+                    continue
+                mean, std = mean_std(per_level[level])
+                if math.isnan(mean):
+                    continue
+                xs.append(i + (k - (len(series) - 1) / 2) * width)
+                means.append(mean)
+                stds.append(0.0 if math.isnan(std) else std)
+            if xs:
+                ax.errorbar(xs, means, yerr=stds, fmt="o", capsize=4, label=name or None)
+        _draw_baseline(ax, (baseline or {}).get(metric))
+        ax.set_xticks(range(len(levels)))
+        ax.set_xticklabels(levels, rotation=30, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, len(levels) - 0.4)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"{metric} (mean ± std over seeds)")
+        ax.grid(alpha=0.3, axis="y")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out_png)
+
+
+def _num_levels(values) -> int:
+    return max(
+        (len(per_level) for series in values.values() for per_level in series.values()), default=1
+    )
+
+
+def plot_depth(
+    values: Mapping[str, Mapping[str, Sequence[Tuple[float, str, Sequence[float]]]]],
+    out_png: str,
+    baseline: Optional[Mapping[str, Sequence[float]]] = None,
+    title: str = "",
+) -> str:
+    """One panel per metric, one line per loss network: ``values[metric][net]`` is a list of
+    (extraction depth = the point's total downsampling, point name, per-seed values); x is on a
+    log2 axis and each point is labelled with its name."""
+    plt = _pyplot()
+
+    metrics = list(values)
+    if not metrics:
+        raise ValueError("plot_depth: no metric to plot")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(7 * len(metrics), 5), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for net, points in values[metric].items():
+            rows = []
+            for depth, point, seeds in sorted(points, key=lambda p: p[0]):
+                mean, std = mean_std(seeds)
+                if not math.isnan(mean):
+                    rows.append((depth, point, mean, 0.0 if math.isnan(std) else std))
+            if not rows:
+                continue
+            line = ax.errorbar(
+                [r[0] for r in rows], [r[2] for r in rows], yerr=[r[3] for r in rows],
+                marker="o", capsize=4, label=net,
+            )  # fmt: skip
+            color = line[0].get_color()
+            for depth, point, mean, _ in rows:
+                ax.annotate(point, (depth, mean), fontsize=7, color=color,
+                            textcoords="offset points", xytext=(4, 4))  # fmt: skip
+        _draw_baseline(ax, (baseline or {}).get(metric))
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("extraction depth: downsampling of the point (log2)")
+        ax.set_ylabel(f"{metric} (mean ± std over seeds)")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out_png)
+
+
+def plot_cost(
+    names: Sequence[str],
+    costs: Mapping[str, Sequence[float]],
+    values: Mapping[str, Sequence[Sequence[float]]],
+    out_png: str,
+    higher_is_better: Optional[Mapping[str, bool]] = None,
+    title: str = "",
+) -> str:
+    """Accuracy against cost: one panel per (metric, cost measure), one point per setting of
+    ``names`` (mean +- std over seeds of ``values[metric][i]`` against ``costs[measure][i]``).
+    The settings that no other beats on both (:func:`~percep_det.utils.stats.pareto_front`) are
+    ringed in red and joined by a line; the others are grey. Settings with a nan cost or without
+    values are left out of that panel (named in its corner)."""
+    plt = _pyplot()
+
+    metrics, measures = list(values), list(costs)
+    if not metrics or not measures:
+        raise ValueError("plot_cost: needs at least one metric and one cost measure")
+    fig, axes = plt.subplots(
+        len(metrics), len(measures), figsize=(7 * len(measures), 5 * len(metrics)), squeeze=False
+    )
+    for r, metric in enumerate(metrics):
+        stats = [mean_std(v) for v in values[metric]]
+        higher = (higher_is_better or {}).get(metric, True)
+        for c, measure in enumerate(measures):
+            ax = axes[r][c]
+            xs = [float(x) for x in costs[measure]]
+            front = set(pareto_front(xs, [m for m, _ in stats], higher))
+            missing = []
+            for i, name in enumerate(names):
+                mean, std = stats[i]
+                if math.isnan(xs[i]) or math.isnan(mean):
+                    missing.append(name)
+                    continue
+                on_front = i in front
+                ax.errorbar(
+                    xs[i], mean, yerr=0.0 if math.isnan(std) else std, fmt="o", capsize=3,
+                    color="tab:red" if on_front else "tab:gray", ms=8 if on_front else 5,
+                )  # fmt: skip
+                ax.annotate(name, (xs[i], mean), fontsize=7, textcoords="offset points",
+                            xytext=(4, 4), color="tab:red" if on_front else "black")  # fmt: skip
+            line = sorted((xs[i], stats[i][0]) for i in front)
+            if line:
+                ax.plot([p[0] for p in line], [p[1] for p in line], color="tab:red", lw=1,
+                        label="nothing else is both cheaper and better")  # fmt: skip
+                ax.legend(fontsize=8, loc="lower right" if higher else "upper right")
+            if missing:
+                ax.text(0.01, 0.99, "no value: " + ", ".join(missing[:8])
+                        + (" ..." if len(missing) > 8 else ""), transform=ax.transAxes,
+                        fontsize=6, va="top")  # fmt: skip
+            ax.set_xlabel(measure)
+            ax.set_ylabel(
+                f"{metric} (mean ± std over seeds)" + ("" if higher else ", lower is better")
+            )
+            ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

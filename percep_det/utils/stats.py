@@ -1,12 +1,20 @@
 """Summary statistics of seeded comparisons: mean +- sample std, paired per-seed differences.
 
-Shared by the experiment tools (``tools/run_experiment.py``, the loss-network study): one
-definition of "mean +- std over seeds" and of "paired difference to the baseline".
+Shared by the experiment tools (``tools/run_experiment.py``, ``tools/study_loss_networks.py``):
+one definition of "mean +- std over seeds", of "paired difference to the baseline" and of "the
+settings that nothing else beats on both accuracy and cost" (:func:`pareto_front`).
 """
+
 import math
 from typing import Dict, List, NamedTuple, Sequence, Tuple
 
-__all__ = ["mean_std", "PairedDifference", "paired_difference", "format_mean_std"]
+__all__ = [
+    "mean_std",
+    "PairedDifference",
+    "paired_difference",
+    "format_mean_std",
+    "pareto_front",
+]
 
 
 def mean_std(values: Sequence[float]) -> Tuple[float, float]:
@@ -22,7 +30,7 @@ def mean_std(values: Sequence[float]) -> Tuple[float, float]:
 
 
 def format_mean_std(mean: float, std: float, digits: int = 2) -> str:
-    """"m ± s", "m" without a std, "-" without a mean."""
+    """ "m ± s", "m" without a std, "-" without a mean."""
     if math.isnan(mean):
         return "-"
     if math.isnan(std):
@@ -61,3 +69,32 @@ def paired_difference(
     mean, std = mean_std(diffs)
     better = sum(1 for d in diffs if (d > 0 if higher_is_better else d < 0))
     return PairedDifference(mean, std, better, seeds)
+
+
+def pareto_front(
+    costs: Sequence[float], values: Sequence[float], higher_is_better: bool = True
+) -> List[int]:
+    """Indices (in input order) of the points that no other point beats on both cost and value.
+
+    Point ``i`` is dominated when some ``j`` costs no more and has a value at least as good, and is
+    strictly better in one of the two. Points with a nan cost or value are never on the front and
+    dominate nothing. Equal points are all kept.
+    """
+    if len(costs) != len(values):
+        raise ValueError(f"pareto_front: {len(costs)} costs but {len(values)} values")
+    sign = 1.0 if higher_is_better else -1.0
+    points = [
+        (float(c), sign * float(v)) if not (math.isnan(float(c)) or math.isnan(float(v))) else None
+        for c, v in zip(costs, values)
+    ]
+    front = []
+    for i, p in enumerate(points):
+        if p is None:
+            continue
+        dominated = any(
+            q is not None and q[0] <= p[0] and q[1] >= p[1] and (q[0] < p[0] or q[1] > p[1])
+            for q in points
+        )
+        if not dominated:
+            front.append(i)
+    return front

@@ -1,18 +1,33 @@
-"""tools/run_experiment.py tabulation on synthetic metrics.json files (no training)."""
+"""tools/run_experiment.py tabulation on synthetic metrics.json files (no training), and when a run
+counts as finished (percep_det/utils/experiment.py, which the tool uses)."""
+
 import importlib.util
 import json
 import os
 
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("run_experiment", os.path.join(ROOT, "tools", "run_experiment.py"))
+    spec = importlib.util.spec_from_file_location(
+        "run_experiment", os.path.join(ROOT, "tools", "run_experiment.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _write_final_checkpoint(out, max_iter, iteration=None, name="model_final.pth"):
+    """What train_net leaves in a finished OUTPUT_DIR: config.yaml, checkpoint, last_checkpoint."""
+    with open(os.path.join(out, "config.yaml"), "w") as f:
+        f.write(f"SOLVER:\n  MAX_ITER: {max_iter}\n")
+    iteration = max_iter - 1 if iteration is None else iteration
+    torch.save({"model": {"w": torch.zeros(3)}, "iteration": iteration}, os.path.join(out, name))
+    with open(os.path.join(out, "last_checkpoint"), "w") as f:
+        f.write(name)
 
 
 def _write_run(root, variant, seed, evals, step_time, last_iter):
@@ -57,14 +72,20 @@ def test_curves_png_and_resumed_metrics(tmp_path):
         f.write("\n" + json.dumps({"iteration": 499, "segm/AP": 13.5, "bbox/AP": 14.5}) + "\n")
     assert tool.read_metrics(os.path.join(tmp_path, "baseline", "seed2"))["segm/AP"] == 13.5
 
-    runs = {"baseline": [os.path.join(tmp_path, "baseline", f"seed{s}", "metrics.json") for s in (1, 2, 3)]}
+    runs = {
+        "baseline": [
+            os.path.join(tmp_path, "baseline", f"seed{s}", "metrics.json") for s in (1, 2, 3)
+        ]
+    }
     out = tool.plot_experiment(runs, os.path.join(tmp_path, "curves.png"))
     with open(out, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert not os.path.exists(out + ".tmp.png")
 
     with pytest.raises(ValueError, match="no run of"):
-        tool.plot_experiment({"none": [os.path.join(tmp_path, "missing.json")]}, str(tmp_path / "x.png"))
+        tool.plot_experiment(
+            {"none": [os.path.join(tmp_path, "missing.json")]}, str(tmp_path / "x.png")
+        )
 
 
 def test_semseg_metrics_and_paired_differences(tmp_path):
@@ -80,16 +101,27 @@ def test_semseg_metrics_and_paired_differences(tmp_path):
             out = os.path.join(tmp_path, name[0], f"seed{seed}")
             os.makedirs(out)
             with open(os.path.join(out, "metrics.json"), "w") as f:
-                f.write(json.dumps({"iteration": 19, "time": 0.1 if name[0] == "baseline" else 0.25}) + "\n")
-                f.write(json.dumps({"iteration": 39, "time": 0.1 if name[0] == "baseline" else 0.25}) + "\n")
-                f.write(json.dumps({"iteration": 39, "sem_seg/mIoU": value, "sem_seg/pACC": 90.0}) + "\n")
-            open(os.path.join(out, "model_final.pth"), "w").close()
+                f.write(
+                    json.dumps({"iteration": 19, "time": 0.1 if name[0] == "baseline" else 0.25})
+                    + "\n"
+                )
+                f.write(
+                    json.dumps({"iteration": 39, "time": 0.1 if name[0] == "baseline" else 0.25})
+                    + "\n"
+                )
+                f.write(
+                    json.dumps({"iteration": 39, "sem_seg/mIoU": value, "sem_seg/pACC": 90.0})
+                    + "\n"
+                )
+            _write_final_checkpoint(out, max_iter=40)
     keys = [m.key for m in preset.metrics]
     assert tool.is_finished(os.path.join(tmp_path, "percep", "seed1"), keys)
     assert not tool.is_finished(os.path.join(tmp_path, "percep", "seed1"))  # no segm/AP there
     table, raw = tool.summarize(variants, [1, 2, 3], str(tmp_path), metrics=preset.metrics)
     assert raw["percep"][2]["sem_seg/mIoU"] == 41.0
-    assert "| baseline | a.yaml | 1,2,3 | 45.00 ± 5.00 | 90.00 ± 0.00 | 0.10 | 1.00x | 39 |" in table
+    assert (
+        "| baseline | a.yaml | 1,2,3 | 45.00 ± 5.00 | 90.00 ± 0.00 | 0.10 | 1.00x | 39 |" in table
+    )
     assert "| percep | b.yaml | 1,2,3 | 45.67 ± 5.69 | 90.00 ± 0.00 | 0.25 | 2.50x | 39 |" in table
     # per-seed differences +2, +1, -1: mean 0.67, sample std 1.53, better in 2 of 3 seeds
     assert "| percep | +0.67 ± 1.53 (better in 2/3) | +0.00 ± 0.00 (better in 0/3) |" in table
@@ -104,6 +136,43 @@ def test_parse_metrics_and_paired_difference_direction():
 
     from percep_det.utils.stats import paired_difference
 
-    d = paired_difference({1: 0.20, 2: 0.30, 4: 0.1}, {1: 0.18, 2: 0.31, 3: 0.5}, higher_is_better=False)
+    d = paired_difference(
+        {1: 0.20, 2: 0.30, 4: 0.1}, {1: 0.18, 2: 0.31, 3: 0.5}, higher_is_better=False
+    )
     assert d.seeds == [1, 2] and d.better == 1  # seed 1 lower (better); seed 4/3 unpaired
     assert abs(d.mean - (-0.005)) < 1e-9
+
+
+def test_finished_means_a_loadable_last_checkpoint_at_max_iter_and_a_final_eval(tmp_path):
+    from percep_det.utils.experiment import prepare_resume, run_state
+
+    tool = _tool()
+    keys = ["sem_seg/mIoU"]
+    out = str(tmp_path / "run")
+    os.makedirs(out)
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+        f.write(json.dumps({"iteration": 39, "sem_seg/mIoU": 50.0}) + "\n")
+    assert "config.yaml" in run_state(out, keys).reason  # never started
+    _write_final_checkpoint(out, max_iter=40)
+    assert tool.is_finished(out, keys)
+
+    # a final checkpoint cut short (a killed save) does not count, and is set aside on resume
+    path = os.path.join(out, "model_final.pth")
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+    state = run_state(out, keys)
+    assert not state.finished and "incomplete or corrupt" in state.reason
+    torch.save({"iteration": 19}, os.path.join(out, "model_0000019.pth"))
+    assert prepare_resume(out)  # resumes from the last good periodic checkpoint
+    assert open(os.path.join(out, "last_checkpoint")).read() == "model_0000019.pth"
+    assert os.path.isfile(path + ".incomplete") and not os.path.exists(path)
+    assert run_state(out, keys).reason == "checkpoint at iteration 19 of 40"
+
+    # a checkpoint at MAX_ITER - 1 without the final evaluation is not finished either
+    _write_final_checkpoint(out, max_iter=60, iteration=59)
+    assert "no final evaluation" in run_state(out, keys).reason
+    # nothing good to resume from: last_checkpoint goes, the run starts over
+    open(path, "w").close()
+    os.remove(os.path.join(out, "model_0000019.pth"))
+    assert not prepare_resume(out) and not os.path.exists(os.path.join(out, "last_checkpoint"))
