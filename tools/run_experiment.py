@@ -28,6 +28,8 @@ Presets (``--preset``) name the variant configs and the metrics:
     semseg-shapes-cpu: PSPNet-R18 baseline, percep-gt, percep-teacher on the embedded scenes' class
         maps (CPU); train the teacher first: tools/train_net.py --config-file
         configs/quick_schedules/semseg_psp_R18_teacher_shapes_cpu.yaml
+    depth-shapes-cpu: the four rows of the seed paper's Table 7 (WCE, + perceptual, + VNL,
+        + VNL + perceptual) on the embedded depth scenes (CPU); AbsRel (lower is better), delta1.
 ``--variant NAME=CONFIG`` (repeatable) replaces the preset's list (the first is the baseline).
 
 Examples:
@@ -47,6 +49,7 @@ import sys
 from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 from percep_det.utils.experiment import (  # noqa: F401  (the tests use them from here)
+    DEPTH_METRICS,
     INSTANCE_METRICS,
     SEMSEG_METRICS,
     Metric,
@@ -99,6 +102,15 @@ PRESETS: Dict[str, Preset] = {
             ),
         ],
         SEMSEG_METRICS,
+    ),
+    "depth-shapes-cpu": Preset(
+        [
+            ("wce", "configs/quick_schedules/depth_R18_wce_shapes_cpu.yaml"),
+            ("wce-percep", "configs/quick_schedules/depth_R18_wce_percep_shapes_cpu.yaml"),
+            ("wce-vnl", "configs/quick_schedules/depth_R18_wce_vnl_shapes_cpu.yaml"),
+            ("wce-vnl-percep", "configs/quick_schedules/depth_R18_wce_vnl_percep_shapes_cpu.yaml"),
+        ],
+        DEPTH_METRICS,
     ),
 }
 

@@ -41,6 +41,7 @@ from .stats import format_mean_std, mean_std, paired_difference
 __all__ = [
     "INSTANCE_METRICS",
     "SEMSEG_METRICS",
+    "DEPTH_METRICS",
     "Metric",
     "Run",
     "RunResult",
@@ -80,6 +81,7 @@ class Metric(NamedTuple):
 
 INSTANCE_METRICS = (Metric("segm/AP", "mask AP"), Metric("bbox/AP", "box AP"))
 SEMSEG_METRICS = (Metric("sem_seg/mIoU", "mIoU"), Metric("sem_seg/pACC", "pixel acc"))
+DEPTH_METRICS = (Metric("depth/AbsRel", "AbsRel", False), Metric("depth/delta1", "δ1"))
 
 
 def parse_metrics(text: str) -> List[Metric]:

@@ -176,3 +176,13 @@ def test_finished_means_a_loadable_last_checkpoint_at_max_iter_and_a_final_eval(
     open(path, "w").close()
     os.remove(os.path.join(out, "model_0000019.pth"))
     assert not prepare_resume(out) and not os.path.exists(os.path.join(out, "last_checkpoint"))
+
+
+def test_depth_preset_lower_absrel_is_better():
+    tool = _tool()
+    preset = tool.PRESETS["depth-shapes-cpu"]
+    assert [name for name, _ in preset.variants] == ["wce", "wce-percep", "wce-vnl", "wce-vnl-percep"]
+    for _, config in preset.variants:
+        assert os.path.isfile(os.path.join(ROOT, config)), config
+    absrel = preset.metrics[0]
+    assert absrel.key == "depth/AbsRel" and not absrel.higher_is_better
