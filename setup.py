@@ -2,8 +2,8 @@
 """percep_det: a Detectron2 extension for the generic (random-weight) perceptual loss.
 
 detectron2 itself is not on PyPI; `tools/install_deps.sh` installs it (or keeps an existing build)
-before this package. Only pure-python dependencies are declared here so that `pip install -e .`
-never replaces a cluster's own torch/detectron2 build.
+before this package. torch, torchvision and detectron2 are not declared here, so that
+`pip install -e .` never replaces a cluster's own build of them.
 """
 from setuptools import find_packages, setup
 
@@ -13,14 +13,22 @@ setup(
     description="Generic perceptual loss (random-weight loss networks) for Detectron2 dense predictors",
     packages=find_packages(include=["percep_det", "percep_det.*"]),
     python_requires=">=3.9",
+    # Exactly the third-party packages that percep_det/ imports (tests/test_packaging.py checks
+    # it), besides torch, torchvision and detectron2 (installed by tools/install_deps.sh).
     install_requires=[
-        "numpy<2",
-        "pycocotools>=2.0.6",
-        "matplotlib",
-        "tqdm",
+        "numpy<2",  # this detectron2 calls np.array(copy=False)
         "fvcore>=0.1.5,<0.1.6",
-        "iopath>=0.1.7,<0.1.10",
-        "h5py",  # datasets/prepare_nyu_v2.py reads the NYU Depth v2 .mat (HDF5); imported lazily
+        "matplotlib",
+        "opencv-python-headless",
+        "Pillow",
+        "pycocotools>=2.0.6",
+        "PyYAML",
     ],
-    extras_require={"dev": ["pytest", "scikit-image", "opencv-python-headless"]},
+    extras_require={
+        # what the tests import besides the above (h5py: the NYU Depth v2 preparation test;
+        # packaging: tests/test_packaging.py)
+        "dev": ["pytest", "packaging", "scipy", "h5py"],
+        # datasets/prepare_nyu_v2.py (h5py, scipy) and prepare_voc_sem_seg.py (scipy)
+        "datasets": ["h5py", "scipy"],
+    },
 )

@@ -3,30 +3,49 @@
 Every key percep_det adds is defined here, inside :func:`add_percep_det_config`, which edits only the
 cfg it is given (never detectron2's global defaults). ``tests/test_config.py`` checks that each key
 is read somewhere in the package.
-"""
-from typing import Optional, Sequence
 
+Config files are yacs YAML (detectron2's ``CfgNode``), read with ``yaml.safe_load`` only: a Python
+tag (``!!python/...``) in a config or in one of its ``_BASE_`` files is refused, unless the user
+trusts the files (``PERCEP_DET_TRUSTED_FILES=1``, see :mod:`percep_det.engine.safe_load`).
+"""
+import os
+import re
+from typing import Optional, Sequence, Tuple
+
+import yaml
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
+from detectron2.utils.file_io import PathManager
 
-__all__ = ["add_percep_det_config", "get_percep_cfg"]
+from .engine.safe_load import TRUSTED_FILES_ENV, UnsafeFileError, trusted_files
+
+__all__ = ["add_percep_det_config", "check_config_yaml", "get_percep_cfg"]
+
+_EXAMPLE = "configs/quick_schedules/condinst_R18_shapes_cpu.yaml"
 
 
 def get_percep_cfg(config_file: Optional[str] = None, opts: Sequence[str] = ()) -> CN:
     """detectron2's defaults + percep_det's keys, merged with ``config_file`` and then ``opts``
     (``KEY VALUE`` pairs). The one place that builds a config from user input (tools and teachers
     use it); an unknown key is a ``KeyError`` naming the file or the command line it came from.
+    A config that is not a YAML mapping (empty, a Python LazyConfig, broken YAML), a missing
+    ``_BASE_`` or a Python tag is an error naming the file (see :func:`check_config_yaml`).
     The result is not frozen."""
     cfg = get_cfg()
     add_percep_det_config(cfg)
     if config_file:
+        check_config_yaml(config_file)
         try:
-            cfg.merge_from_file(config_file)
+            # allow_unsafe=False: detectron2 never falls back to yaml.unsafe_load
+            cfg.merge_from_file(config_file, allow_unsafe=trusted_files())
         except KeyError as e:
             raise KeyError(
                 f"{config_file}: {e.args[0] if e.args else e}. Check the spelling; percep_det's "
                 "own keys are listed in percep_det/config.py"
             ) from None
+        except (ValueError, AssertionError) as e:
+            # e.g. yacs' "Type mismatch (...) for config key: MODEL.X"
+            raise ValueError(f"{config_file}: {e}") from None
     if opts:
         try:
             cfg.merge_from_list(list(opts))
@@ -35,6 +54,68 @@ def get_percep_cfg(config_file: Optional[str] = None, opts: Sequence[str] = ()) 
             kind = KeyError if isinstance(e, KeyError) or "Non-existent" in str(e) else ValueError
             raise kind(f"command-line override {list(opts)}: {e}") from None
     return cfg
+
+
+def check_config_yaml(path: str, _chain: Tuple[str, ...] = ()) -> None:
+    """Check that ``path`` and its ``_BASE_`` files are YAML mappings that ``yaml.safe_load``
+    reads, with errors naming the file.
+
+    Raises:
+        ValueError: a ``.py`` (LazyConfig) file, an empty file, broken YAML, not a mapping, a
+            ``_BASE_`` cycle.
+        FileNotFoundError: a ``_BASE_`` file that does not exist (naming the file that refers to
+            it).
+        UnsafeFileError: a Python tag (``!!python/...``), unless ``PERCEP_DET_TRUSTED_FILES=1``.
+    """
+    if path.endswith(".py"):
+        raise ValueError(
+            f"{path} is a Python (LazyConfig) config: percep_det uses yacs YAML configs "
+            f"(.yaml); see configs/, e.g. {_EXAMPLE}"
+        )
+    if "://" not in path and os.path.abspath(path) in map(os.path.abspath, _chain):
+        chain = " -> ".join(_chain + (path,))
+        raise ValueError(f"config files include each other via _BASE_: {chain}")
+    via = f" (a _BASE_ of {_chain[-1]})" if _chain else ""
+    with PathManager.open(path, "r") as f:
+        try:
+            data = yaml.safe_load(f)
+        except yaml.constructor.ConstructorError as e:
+            if trusted_files():
+                return  # detectron2 reads it with yaml.unsafe_load
+            line = f", line {e.problem_mark.line + 1}" if e.problem_mark else ""
+            tag = re.search(r"'tag:yaml.org,2002:(python/[^']*)'", str(e.problem))
+            if tag:
+                raise UnsafeFileError(
+                    f"{path}{line}{via}: the YAML tag '!!{tag.group(1)}' could run code; "
+                    "percep_det reads configs with yaml.safe_load. Remove the tag, or, if you "
+                    f"trust the file, set {TRUSTED_FILES_ENV}=1"
+                ) from None
+            raise ValueError(f"{path}{line}{via}: {e.problem}") from None
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}{via} is not valid YAML: {e}") from None
+    if data is None:
+        raise ValueError(
+            f"config file {path}{via} is empty (or only comments): a config sets keys, e.g. "
+            f"'_BASE_: {os.path.basename(_EXAMPLE)}' and what differs from it; see configs/"
+        )
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"config file {path}{via} holds a YAML {type(data).__name__}, not a mapping of config "
+            "keys (e.g. 'MODEL:' ...); percep_det uses yacs YAML configs, see configs/"
+        )
+    bases = data.get("_BASE_", [])
+    for base in [bases] if isinstance(bases, str) else bases:
+        if not isinstance(base, str):
+            raise ValueError(f"{path}: _BASE_ must be a file name or a list of them, got {bases!r}")
+        full = os.path.expanduser(base)
+        if not full.startswith(("/", "https://", "http://")):  # as fvcore resolves it
+            full = os.path.join(os.path.dirname(path), full)
+        if "://" not in full and not os.path.isfile(full):
+            raise FileNotFoundError(
+                f"{path}: its _BASE_ {base!r} does not exist (resolved to '{full}'; a relative "
+                "_BASE_ is relative to the file that names it)"
+            )
+        check_config_yaml(full, _chain + (path,))
 
 
 def add_percep_det_config(cfg: CN) -> None:
@@ -46,6 +127,7 @@ def add_percep_det_config(cfg: CN) -> None:
     _add_perceptual_mask_rcnn_config(cfg)
     _add_semantic_seg_config(cfg)
     _add_depth_config(cfg)
+    _add_data_check_config(cfg)
 
 
 def _add_visualization_config(cfg: CN) -> None:
@@ -300,3 +382,29 @@ def _add_depth_config(cfg: CN) -> None:
     # in both; loss network, lambda (LOSS_WEIGHT), CHUNK_SIZE, ... from MODEL.PERCEPTUAL_LOSS
     # (IN_CHANNELS 1).
     _C.PERCEPTUAL = False
+
+
+def _add_data_check_config(cfg: CN) -> None:
+    # Datasets registered without code (percep_det/data/custom.py, docs/custom_datasets.md), one
+    # "name:kind:path:path[:key=value...]" string each: "name:coco:<json>:<image dir>",
+    # "name:sem_seg:<image dir>:<label dir>[:classes=a,b,c][:ignore_label=255]",
+    # "name:depth:<image dir>:<depth dir>:intrinsics=fx,fy,cx,cy[:depth_scale=1000]
+    # [:min_depth=..][:max_depth=..]". Registered by tools/train_net.py before the checks.
+    cfg.DATASETS.CUSTOM = []
+    # Read by check_datasets (percep_det/engine/checks.py) before training and evaluation.
+    _C = cfg.DATASETS.CHECK = CN()
+    # What bad entries do: "stop" (an error listing them), "skip" (train / evaluate without the
+    # images that have them, with a warning), "off" (no content check). Both list them in
+    # OUTPUT_DIR/bad_entries_<dataset>.json; problems of a whole dataset (its json file,
+    # NUM_CLASSES) stop the run under "skip" too.
+    _C.POLICY = "stop"
+    # Decode every image, label and depth file (slow) instead of reading headers and end markers.
+    _C.DEEP = False
+    # Pixels a box or polygon may extend beyond its image.
+    _C.TOLERANCE = 2.0
+    # Report a box whose IoU with its mask's bounding box is below this (0 = off): boxes given
+    # as [x0, y0, x1, y1] where COCO wants [x, y, w, h], or boxes of another object.
+    _C.BOX_MASK_IOU = 0.5
+    # Reuse the result of an earlier check of the same data (same json file size and mtime, or
+    # same records), kept in $PERCEP_DET_CACHE/dataset_checks.
+    _C.CACHE = True

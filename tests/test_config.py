@@ -9,7 +9,12 @@ import percep_det
 from percep_det import add_percep_det_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
+# every detectron2 config; configs/studies/ holds specs of tools/study_loss_networks.py (tested there)
+CONFIGS = sorted(
+    p
+    for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)
+    if os.sep + "studies" + os.sep not in p
+)
 
 
 def _flat_keys(node, prefix=""):

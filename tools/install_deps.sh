@@ -3,7 +3,8 @@
 #
 # - keeps an importable torch/torchvision and detectron2 (e.g. a cluster's official CUDA build);
 # - otherwise installs torch==2.14.1/torchvision==0.29.1 and detectron2 from the package registry
-#   (a repack of the sal-detectron2==0.7.2 wheel; see README "Installation");
+#   (a repack of the sal-detectron2==0.7.2 wheel, whose download pip checks against the sha256
+#   pinned below with --require-hashes; see README "Installation");
 # - idempotent: when everything is importable it only checks and exits in a few seconds.
 set -euo pipefail
 
@@ -15,10 +16,15 @@ PIP=("$PYTHON" -m pip --disable-pip-version-check)
 PIN_TORCH=${PIN_TORCH:-"torch==2.14.1 torchvision==0.29.1"}
 # Pins that matter for this detectron2: numpy<2 (np.array(copy=False)), setuptools<82 (pkg_resources).
 BASE_PINS=("numpy<2" "setuptools<82")
+# The sha256 of sal_detectron2-0.7.2-cp310-none-any.whl (its only file in the registry): a
+# download that differs (tampered with, or replaced) is refused before it is unpacked.
+D2_REQUIREMENT="sal-detectron2==0.7.2"
+D2_SHA256="491af0c7f79bdb2d178e46f6cb16a97c4ac968d45c41ea3f6b6435d59bbee561"
 EXTRA=("fvcore>=0.1.5,<0.1.6" "iopath>=0.1.7,<0.1.10" "pycocotools>=2.0.6" "opencv-python-headless"
-       "scikit-image" "matplotlib" "tqdm" "pytest" "wheel"
-       # reads NYU Depth v2's nyu_depth_v2_labeled.mat (MATLAB v7.3 = HDF5), datasets/prepare_nyu_v2.py
-       "h5py"
+       "matplotlib" "PyYAML" "pytest" "wheel"
+       # the tests and datasets/prepare_*.py read and write .mat files (scipy.io); NYU Depth v2's
+       # nyu_depth_v2_labeled.mat is MATLAB v7.3 = HDF5 (h5py), datasets/prepare_nyu_v2.py
+       "scipy" "h5py"
        # detectron2's own pure-python dependencies (kept here so a detectron2 that was installed
        # without them, e.g. with --no-deps, becomes importable too)
        "cloudpickle" "hydra-core>=1.1" "omegaconf>=2.1,<2.4" "tabulate" "termcolor>=1.1" "yacs>=0.1.8"
@@ -34,7 +40,7 @@ PY
 log() { echo "[install_deps] $*"; }
 
 # Fast path: everything already importable at compatible versions.
-if have torch torchvision detectron2 detectron2.engine fvcore pycocotools cv2 skimage matplotlib tqdm pytest h5py \
+if have torch torchvision detectron2 detectron2.engine fvcore pycocotools cv2 PIL yaml matplotlib pytest scipy h5py \
    && "$PYTHON" -c "import numpy, sys; sys.exit(int(numpy.__version__.split('.')[0]) >= 2)" \
    && "$PYTHON" -c "import pkg_resources" >/dev/null 2>&1; then
   log "all dependencies importable; nothing to do"
@@ -47,11 +53,12 @@ else
   log "installing python dependencies"
   "${PIP[@]}" install -q "${BASE_PINS[@]}" "${EXTRA[@]}"
   if ! have detectron2; then
-    log "no importable detectron2: repacking sal-detectron2==0.7.2 from the package registry"
+    log "no importable detectron2: repacking $D2_REQUIREMENT from the package registry"
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
+    echo "$D2_REQUIREMENT --hash=sha256:$D2_SHA256" > "$work/detectron2-requirement.txt"
     "${PIP[@]}" download -q --no-deps --only-binary=:all: --python-version 3.10 \
-      -d "$work" sal-detectron2==0.7.2
+      --require-hashes -r "$work/detectron2-requirement.txt" -d "$work"
     "$PYTHON" -m wheel unpack -d "$work/unpacked" "$work"/sal_detectron2-*.whl >/dev/null
     root=$(ls -d "$work"/unpacked/*/)
     info=$(ls -d "$root"*.dist-info)

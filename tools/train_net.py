@@ -18,7 +18,6 @@ import os
 import sys
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog, build_detection_test_loader
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import (
@@ -33,8 +32,8 @@ from detectron2.utils.logger import setup_logger
 
 import percep_det  # noqa: F401  (registers datasets and models)
 from percep_det.config import get_percep_cfg
-from percep_det.data import ensure_generated
-from percep_det.data.mappers import build_mapper
+from percep_det.data import ensure_generated, register_custom_datasets
+from percep_det.data.mappers import build_mapper, build_test_mapper
 from percep_det.engine import (
     TrainingState,
     build_resumable_train_loader,
@@ -44,6 +43,7 @@ from percep_det.engine import (
     check_sem_seg_labels,
     cpu_aware_ddp,
 )
+from percep_det.engine.checkpoint import PercepCheckpointer
 from percep_det.evaluation import DepthEvaluator
 from percep_det.modeling.perceptual import CHECKPOINT_KEY, LossNetworkRecord
 from percep_det.utils import draw_dataset_predictions, plot_metrics
@@ -65,6 +65,13 @@ class Trainer(DefaultTrainer):
         self.checkpointer.checkpointables[CHECKPOINT_KEY] = LossNetworkRecord(
             self.model, source=f"the last checkpoint in {cfg.OUTPUT_DIR}"
         )
+
+    def build_hooks(self):
+        # DefaultTrainer.__init__ creates self.checkpointer right before calling this, and the
+        # PeriodicCheckpointer hook keeps it: swap in the PercepCheckpointer (same model, folder
+        # and checkpointables): safe loading, atomic saving, resume past broken checkpoints.
+        self.checkpointer = PercepCheckpointer.from_checkpointer(self.checkpointer)
+        return super().build_hooks()
 
     @classmethod
     def build_train_loader(cls, cfg):
@@ -90,8 +97,9 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
+        # a file that fails to decode raises an error naming it (NameFilesOnError)
         return build_detection_test_loader(
-            cfg, dataset_name, mapper=build_mapper(cfg, is_train=False, dataset_name=dataset_name)
+            cfg, dataset_name, mapper=build_test_mapper(cfg, dataset_name)
         )
 
     @classmethod
@@ -132,6 +140,8 @@ def build_cfg(args):
     cfg = get_percep_cfg(args.config_file, args.opts)
     cfg.freeze()
     check_device(cfg)
+    register_custom_datasets(cfg)  # DATASETS.CUSTOM (docs/custom_datasets.md)
+    # paths, then content (DATASETS.CHECK.POLICY: stop / skip re-registers filtered datasets)
     check_datasets(cfg, train=not args.eval_only)
     return cfg
 
@@ -172,7 +182,7 @@ def main(args):
 
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        checkpoint = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+        checkpoint = PercepCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
         if CHECKPOINT_KEY in checkpoint:  # a perceptual config must match its checkpoint
@@ -192,8 +202,36 @@ def main(args):
     return res
 
 
+def argument_parser():
+    """detectron2's parser, with help that says what percep_det accepts (its own mentions
+    LazyConfig .py files, which percep_det refuses)."""
+    parser = default_argument_parser(
+        epilog=f"""
+Examples:
+    $ {sys.argv[0]} --config-file configs/quick_schedules/condinst_R18_shapes_cpu.yaml
+    $ {sys.argv[0]} --config-file cfg.yaml --num-gpus 8 SOLVER.BASE_LR 0.001
+    $ {sys.argv[0]} --config-file cfg.yaml --eval-only MODEL.WEIGHTS path/to/model_final.pth
+
+Weights (.pkl, .pth) and configs are loaded safely (no pickled code, no YAML Python tags); set
+PERCEP_DET_TRUSTED_FILES=1 only for files you trust that need more.
+"""
+    )
+    helps = {
+        "config_file": "a yacs YAML config (.yaml) under configs/; Python LazyConfig files (.py) "
+        "are not supported",
+        "resume": "continue from the checkpoint named by OUTPUT_DIR/last_checkpoint, or else the "
+        "newest loadable OUTPUT_DIR/*.pth (broken ones are skipped, with a warning); with none, "
+        "start from MODEL.WEIGHTS",
+        "opts": 'config overrides at the end of the command, as space-separated "KEY VALUE" pairs '
+        "(e.g. SOLVER.BASE_LR 0.001)",
+    }
+    for action in parser._actions:
+        action.help = helps.get(action.dest, action.help)
+    return parser
+
+
 def invoke_main() -> None:
-    args = default_argument_parser().parse_args()
+    args = argument_parser().parse_args()
     if args.num_gpus > 1 and not torch.cuda.is_available():
         # launch() picks the gloo backend without CUDA; keep each process to one thread.
         os.environ.setdefault("OMP_NUM_THREADS", "1")

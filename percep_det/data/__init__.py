@@ -20,6 +20,16 @@ from .depth_mapper import DepthDatasetMapper, apply_depth_transforms
 from .sem_seg import LabelFormatError, check_label_file, convert_palette_label, label_palette
 from .shapes import SHAPE_CLASSES, ShapesSpec, camera_intrinsics, generate_split, render_scene
 from .voc import VOC_SEM_SEG_CLASSES, load_voc_sem_seg, register_voc_sem_seg
+from .checks import (
+    CheckSettings,
+    DatasetCheckError,
+    DatasetCheckReport,
+    DatasetProblem,
+    check_dataset,
+    skip_bad_entries,
+)
+from .custom import parse_custom_dataset, register_custom_dataset, register_custom_datasets
+from .mappers import NameFilesOnError, build_test_mapper
 
 __all__ = [
     "DepthDatasetMapper",
@@ -48,4 +58,15 @@ __all__ = [
     "render_scene",
     "shapes_root",
     "write_depth_png",
+    "CheckSettings",
+    "DatasetCheckError",
+    "DatasetCheckReport",
+    "DatasetProblem",
+    "NameFilesOnError",
+    "build_test_mapper",
+    "check_dataset",
+    "parse_custom_dataset",
+    "register_custom_dataset",
+    "register_custom_datasets",
+    "skip_bad_entries",
 ]

@@ -9,15 +9,26 @@
   and then rescale that crop to 512..2048 px: neither the scale jitter nor the crop size the
   recipe asks for;
 * anything else: ``None`` (detectron2's default mapper).
+
+:class:`NameFilesOnError` wraps a mapper so that a file that fails to read or decode during
+training or evaluation (a truncated PNG: PIL's bare "image file is truncated") raises an error that
+names the record's image id and files; :func:`build_test_mapper` is the wrapped test-set mapper.
 """
 
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from detectron2.config import CfgNode
 from detectron2.data import DatasetMapper, MetadataCatalog
 from detectron2.data import transforms as T
 
-__all__ = ["build_sem_seg_train_augmentations", "build_mapper", "dataset_task_type"]
+__all__ = [
+    "NameFilesOnError",
+    "build_mapper",
+    "build_sem_seg_train_augmentations",
+    "build_test_mapper",
+    "dataset_task_type",
+    "name_files_on_error",
+]
 
 SEM_SEG_TYPES = ("sem_seg", "cityscapes_sem_seg")
 
@@ -79,3 +90,53 @@ def build_mapper(
     if is_train and task in SEM_SEG_TYPES:
         return DatasetMapper(cfg, True, augmentations=build_sem_seg_train_augmentations(cfg))
     return None
+
+
+# record keys that name files, in the order an error message lists them
+_FILE_KEYS = ("file_name", "sem_seg_file_name", "depth_file_name")
+
+
+class NameFilesOnError:
+    """Calls a dataset mapper; an exception it raises is raised again, with the same type where
+    the type allows, with a message that names the record's image id and files.
+
+    detectron2's readers report a truncated or corrupt file without its name (PIL: "image file is
+    truncated"), from a data-loader worker, possibly after hours of training.
+    """
+
+    def __init__(self, mapper: Callable[[Dict], Optional[Dict]]):
+        self.mapper = mapper
+
+    def __call__(self, record: Dict) -> Optional[Dict]:
+        try:
+            return self.mapper(record)
+        except Exception as e:  # noqa: BLE001  (any reader error; raised again with context)
+            files = ", ".join(f"{k} '{record[k]}'" for k in _FILE_KEYS if k in record)
+            message = (
+                f"the dataset mapper failed on image id {record.get('image_id')!r} ({files}): "
+                f"{type(e).__name__}: {e}. A file that does not decode: find every such file with "
+                "`python tools/check_dataset.py <dataset> --deep` (or DATASETS.CHECK.DEEP True)"
+            )
+            try:
+                error = type(e)(message)
+            except Exception:  # noqa: BLE001  (an exception type with other arguments)
+                error = RuntimeError(message)
+            raise error from e
+
+    def __getattr__(self, name: str):
+        # the wrapped mapper's attributes (e.g. DatasetMapper.augmentations)
+        if name == "mapper":
+            raise AttributeError(name)
+        return getattr(self.mapper, name)
+
+
+def name_files_on_error(mapper: Callable[[Dict], Optional[Dict]]) -> NameFilesOnError:
+    """``mapper`` wrapped in :class:`NameFilesOnError` (once)."""
+    return mapper if isinstance(mapper, NameFilesOnError) else NameFilesOnError(mapper)
+
+
+def build_test_mapper(cfg: CfgNode, dataset_name: str) -> NameFilesOnError:
+    """The test-set mapper of :func:`build_mapper` (detectron2's ``DatasetMapper(cfg, False)``
+    where that is None), wrapped in :class:`NameFilesOnError`."""
+    mapper = build_mapper(cfg, is_train=False, dataset_name=dataset_name)
+    return name_files_on_error(mapper if mapper is not None else DatasetMapper(cfg, False))

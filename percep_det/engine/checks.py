@@ -1,14 +1,36 @@
 """Early checks of user input, each with an error that says what to fix."""
+
+import json
+import logging
 import os
 from typing import Dict, Iterable, List, Optional
 
 import torch
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.utils import comm
 
+from ..data.checks import (
+    CheckSettings,
+    DatasetCheckError,
+    DatasetCheckReport,
+    DatasetProblem,
+    check_dataset,
+    skip_bad_entries,
+)
 from ..data.sem_seg import check_label_file
 
-__all__ = ["check_config_file", "check_datasets", "check_device", "check_sem_seg_labels"]
+__all__ = [
+    "NUM_CLASSES_KEYS",
+    "check_config_file",
+    "check_dataset_contents",
+    "check_datasets",
+    "check_device",
+    "check_sem_seg_labels",
+    "num_classes_problems",
+]
+
+logger = logging.getLogger(__name__)
 
 # Metadata keys that hold the on-disk location of a dataset, in the order they are checked (roots
 # first). detectron2: COCO/LVIS (json_file, image_root), Cityscapes (image_dir, gt_dir), ADE20K
@@ -23,6 +45,7 @@ _PATH_KEYS = (
     "panoptic_root",
     "panoptic_json",
     "list_file",
+    "depth_root",
 )
 # dataset name prefix -> how to prepare it (datasets/README.md has the details)
 _PREPARE = {
@@ -61,6 +84,12 @@ def check_device(cfg: CfgNode) -> None:
 
 
 def _missing_path_message(name: str, key: str, path: str) -> str:
+    entry = MetadataCatalog.get(name).get("custom_entry", None)
+    if entry:  # registered from DATASETS.CUSTOM (percep_det/data/custom.py)
+        return (
+            f"dataset '{name}': {key} '{path}' does not exist; it comes from the DATASETS.CUSTOM "
+            f"entry '{entry}' (relative paths are relative to '{os.getcwd()}'): fix the path"
+        )
     root = os.path.expanduser(os.environ.get("DETECTRON2_DATASETS", "datasets"))
     relative = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
     top = relative.split(os.sep)[0] if not relative.startswith(os.pardir) else ""
@@ -89,11 +118,14 @@ def _check_cityscapes_train_ids(name: str, gt_dir: str) -> None:
         )
 
 
-def check_datasets(cfg: CfgNode, train: bool = True) -> None:
-    """Fail early and clearly if a dataset named in cfg.DATASETS is unknown or not on disk.
+def check_datasets(cfg: CfgNode, train: bool = True) -> Dict[str, DatasetCheckReport]:
+    """Fail early and clearly if a dataset named in cfg.DATASETS is unknown, not on disk, or has
+    bad entries.
 
-    Reads no dataset: it checks the paths in each dataset's metadata (roots first), and for
-    Cityscapes semantic segmentation that the train-id labels were generated.
+    First the paths in each dataset's metadata (roots first), and for Cityscapes semantic
+    segmentation that the train-id labels were generated; then the content, by
+    :func:`check_dataset_contents` (``DATASETS.TEST`` always, ``DATASETS.TRAIN`` when ``train``),
+    which follows ``DATASETS.CHECK.POLICY``. Returns the content checks' reports.
     """
     names = list(cfg.DATASETS.TEST) + (list(cfg.DATASETS.TRAIN) if train else [])
     registered = set(DatasetCatalog.list())
@@ -101,8 +133,9 @@ def check_datasets(cfg: CfgNode, train: bool = True) -> None:
         if name not in registered:
             builtin = sorted(n for n in registered if n.startswith(("percep_", "coco_2017")))
             raise KeyError(
-                f"dataset '{name}' (in DATASETS.TRAIN/TEST) is not registered; "
-                f"register it with detectron2's DatasetCatalog or use one of: {builtin}"
+                f"dataset '{name}' (in DATASETS.TRAIN/TEST) is not registered; register it with "
+                "detectron2's DatasetCatalog, or without code with DATASETS.CUSTOM (see "
+                f"docs/custom_datasets.md), or use one of: {builtin}"
             )
         meta = MetadataCatalog.get(name)
         if meta.get("generated", False):
@@ -113,6 +146,163 @@ def check_datasets(cfg: CfgNode, train: bool = True) -> None:
                 raise FileNotFoundError(_missing_path_message(name, key, path))
         if meta.get("evaluator_type", None) == "cityscapes_sem_seg":
             _check_cityscapes_train_ids(name, meta.gt_dir)
+    return check_dataset_contents(cfg, train=train)
+
+
+# meta-architecture -> the config key of its number of classes (instance or semantic)
+NUM_CLASSES_KEYS = {
+    "PercepCondInst": "MODEL.FCOS.NUM_CLASSES",
+    "GeneralizedRCNN": "MODEL.ROI_HEADS.NUM_CLASSES",
+    "RetinaNet": "MODEL.RETINANET.NUM_CLASSES",
+    "PercepSemanticSegmentor": "MODEL.SEM_SEG_HEAD.NUM_CLASSES",
+    "SemanticSegmentor": "MODEL.SEM_SEG_HEAD.NUM_CLASSES",
+}
+_SEM_SEG_TYPES = ("sem_seg", "cityscapes_sem_seg")
+POLICIES = ("stop", "skip", "off")
+_LISTED = 10  # problems quoted in an error message
+
+
+def _cfg_value(cfg: CfgNode, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def num_classes_problems(
+    cfg: CfgNode, name: str, report: DatasetCheckReport
+) -> List[DatasetProblem]:
+    """Dataset classes the model cannot hold: categories or label values >= its NUM_CLASSES."""
+    meta = MetadataCatalog.get(name)
+    task = meta.get("evaluator_type", "coco")
+    key = NUM_CLASSES_KEYS.get(cfg.MODEL.META_ARCHITECTURE)
+    semantic_key = key == "MODEL.SEM_SEG_HEAD.NUM_CLASSES"
+    if key is None or semantic_key != (task in _SEM_SEG_TYPES):
+        return []  # a depth model, or a model of another task than the dataset
+    num_classes = int(_cfg_value(cfg, key))
+    where = f"dataset '{name}'"
+    problems = []
+    if semantic_key:
+        stuff = meta.get("stuff_classes", None)
+        count, what = (len(stuff), "stuff_classes") if stuff else (None, "")
+        ignore = int(cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE)
+        for value, (path, files) in sorted(report.label_values.items(), key=lambda v: int(v[0])):
+            if int(value) >= num_classes and int(value) != ignore:
+                problems.append(
+                    DatasetProblem(
+                        f"{where}: label value {value} in '{path}' (and {files - 1} more of the "
+                        f"{report.decoded_files} decoded label files) is >= {key} = {num_classes} "
+                        f"and is not the ignore value MODEL.SEM_SEG_HEAD.IGNORE_VALUE = {ignore}; "
+                        f"set {key} to the number of classes, or IGNORE_VALUE to the labels' "
+                        "ignore value",
+                        "num_classes",
+                        fatal=True,
+                        file_name=path,
+                    )
+                )
+    else:
+        count = report.num_categories
+        if count is None and report.max_category_id is not None:
+            count = report.max_category_id + 1
+        what = "categories"
+    if count is not None and count > num_classes:
+        problems.append(
+            DatasetProblem(
+                f"{where} has {count} {what} but {key} is {num_classes}: class ids >= "
+                f"{num_classes} would collide with the background or index past the classifier. "
+                f"Set {key} {count}",
+                "num_classes",
+                fatal=True,
+            )
+        )
+    return problems
+
+
+def _write_bad_entries(cfg: CfgNode, name: str, report, problems, policy: str) -> str:
+    path = os.path.join(cfg.OUTPUT_DIR, f"bad_entries_{name}.json")
+    if comm.is_main_process():
+        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+        data = {
+            "dataset": name,
+            "policy": policy,
+            "num_images": report.num_images,
+            "num_bad_images": len({p.record for p in problems if p.record is not None}),
+            "problems": [vars(p) for p in problems],
+        }
+        with open(path, "w") as f:
+            json.dump(data, f, indent=1, default=repr)
+    return path
+
+
+def check_dataset_contents(cfg: CfgNode, train: bool = True) -> Dict[str, DatasetCheckReport]:
+    """Check what detectron2 will read from each non-generated dataset of ``DATASETS.TEST`` (and
+    ``DATASETS.TRAIN`` when ``train``) with :func:`percep_det.data.checks.check_dataset`, and
+    that the model's number of classes (``NUM_CLASSES_KEYS`` of ``MODEL.META_ARCHITECTURE``)
+    holds the dataset's categories / label values.
+
+    ``DATASETS.CHECK.POLICY``: "stop" raises on any problem; "skip" re-registers each dataset
+    without its bad images (:func:`percep_det.data.checks.skip_bad_entries`: the training loader,
+    the test loader and COCOEvaluator then read the filtered records) and logs a warning with
+    their count; "off" checks nothing. Either way the problems are listed in
+    ``OUTPUT_DIR/bad_entries_<dataset>.json``. Problems that concern a whole dataset (its json
+    file, its categories, NUM_CLASSES) stop the run under "skip" too. The datasets that
+    percep_det generates itself (metadata ``generated``) are trusted: only their number of classes
+    is compared with the model's. Returns the reports of the datasets checked.
+
+    Raises:
+        DatasetCheckError: naming every problem's file, image id and annotation id (the first
+            ones; all of them in the bad-entries file).
+    """
+    c = cfg.DATASETS.CHECK
+    policy = str(c.POLICY).lower()
+    if policy not in POLICIES:
+        raise ValueError(f"DATASETS.CHECK.POLICY is '{c.POLICY}'; expected one of {POLICIES}")
+    if policy == "off":
+        return {}
+    train_names = list(cfg.DATASETS.TRAIN) if train else []
+    reports = {}
+    for name in dict.fromkeys(list(cfg.DATASETS.TEST) + train_names):
+        meta = MetadataCatalog.get(name)
+        if meta.get("generated", False):
+            # percep_det's own data is trusted: only its classes are compared with the model's
+            classes = meta.get("thing_classes", None)
+            report = DatasetCheckReport(name, "generated", {}, num_categories=len(classes or []))
+        else:
+            settings = CheckSettings(
+                deep=bool(c.DEEP),
+                tolerance=float(c.TOLERANCE),
+                box_mask_iou=float(c.BOX_MASK_IOU),
+                for_training=name in train_names,
+                for_evaluation=name in cfg.DATASETS.TEST,
+            )
+            report = reports[name] = check_dataset(name, settings, use_cache=bool(c.CACHE))
+        problems = list(report.problems) + num_classes_problems(cfg, name, report)
+        if not problems:
+            continue
+        listing = _write_bad_entries(cfg, name, report, problems, policy)
+        fatal = [p for p in problems if p.fatal]
+        if fatal or policy == "stop":
+            shown = fatal or problems
+            bad = len({p.record for p in problems if p.record is not None})
+            lines = "\n".join(f"  - {p.message}" for p in shown[:_LISTED])
+            more = f"\n  ... and {len(shown) - _LISTED} more" if len(shown) > _LISTED else ""
+            fix = (
+                "Fix the dataset (or the config key named above)."
+                if fatal
+                else "Fix the entries, or set DATASETS.CHECK.POLICY skip to leave these images "
+                "out (DATASETS.CHECK.POLICY off: no content check)."
+            )
+            raise DatasetCheckError(
+                f"dataset '{name}': {len(shown)} problem{'s' * (len(shown) != 1)}"
+                + ("" if fatal else f" in {bad} of {report.num_images} images")
+                + f" (all listed in {listing}):\n{lines}{more}\n{fix}"
+            )
+        dropped = skip_bad_entries(name, report)
+        logger.warning(
+            f"dataset '{name}': skipped {dropped} of {report.num_images} images with problems "
+            f"(DATASETS.CHECK.POLICY skip), {len(problems)} problems listed in {listing}"
+        )
+    return reports
 
 
 def check_sem_seg_labels(

@@ -31,6 +31,8 @@ from detectron2.data.samplers import TrainingSampler
 from detectron2.utils import comm
 from torch.utils.data import Dataset
 
+from ..data.mappers import name_files_on_error
+
 __all__ = [
     "PositionSeededDataset",
     "ResumableStream",
@@ -64,12 +66,13 @@ class PositionSeededDataset(Dataset):
 
     The global ``random``, numpy and torch RNGs (which detectron2's augmentations use) are seeded
     from ``(seed, position)`` for the call and restored afterwards, so the caller's RNG streams are
-    untouched.
+    untouched. A file that fails to read raises an error naming the record's files
+    (:class:`~percep_det.data.mappers.NameFilesOnError`).
     """
 
     def __init__(self, dataset_dicts: List[Dict], mapper: Callable[[Dict], Optional[Dict]], seed: int):
         self.dataset_dicts = dataset_dicts
-        self.mapper = mapper
+        self.mapper = name_files_on_error(mapper)
         self.seed = seed
 
     def __len__(self) -> int:

@@ -23,10 +23,12 @@ import os
 from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.modeling import META_ARCH_REGISTRY
 from torch import nn
+
+from ..engine.checkpoint import PercepCheckpointer
+from ..engine.safe_load import CorruptFileError, UnsafeFileError
 
 __all__ = [
     "FrozenModelHolder",
@@ -82,26 +84,25 @@ class FrozenModule:
         return self._module
 
 
-class _RecordingCheckpointer(DetectionCheckpointer):
-    """DetectionCheckpointer that keeps the incompatible keys (``load`` only logs them)."""
-
-    def _load_model(self, checkpoint):
-        self.incompatible = super()._load_model(checkpoint)
-        return self.incompatible
-
-
 def load_weights_strict(model: nn.Module, weights: str, key: str = "MODEL.WEIGHTS") -> dict:
     """
     Load a detectron2 / AdelaiDet checkpoint into ``model``; any missing, unexpected or wrongly
     shaped key is an error naming ``weights`` and the config ``key`` that gave it.
+
+    The file is read by :class:`percep_det.engine.PercepCheckpointer`, like the trained model's own
+    weights: ``.pkl`` through a restricted unpickler, ``.pth`` with ``weights_only=True``; an
+    empty, corrupt or unsafe file is an error naming it (see :mod:`percep_det.engine.safe_load`).
 
     Returns:
         the checkpoint's other entries (e.g. ``perceptual_loss_networks``), without the model.
     """
     if "://" not in weights and not os.path.isfile(weights):
         raise FileNotFoundError(f"Weights file {weights!r} ({key}) does not exist.")
-    checkpointer = _RecordingCheckpointer(model)
-    extra = checkpointer.load(weights, checkpointables=[])
+    checkpointer = PercepCheckpointer(model)
+    try:
+        extra = checkpointer.load(weights, checkpointables=[])
+    except (CorruptFileError, UnsafeFileError) as e:
+        raise type(e)(f"{key}: {e}") from None
     incompatible = checkpointer.incompatible
     problems = []
     if incompatible.missing_keys:
@@ -120,7 +121,8 @@ def load_weights_strict(model: nn.Module, weights: str, key: str = "MODEL.WEIGHT
 
 def load_frozen_config(config_file: str, key: str) -> CfgNode:
     """The config of a frozen model (e.g. a teacher): detectron2 + percep_det defaults merged
-    with ``config_file``; errors name the config ``key`` that gave the file."""
+    with ``config_file`` by :func:`percep_det.config.get_percep_cfg` (safe YAML); errors name the
+    config ``key`` that gave the file."""
     from percep_det.config import get_percep_cfg
 
     if not config_file:
@@ -130,7 +132,10 @@ def load_frozen_config(config_file: str, key: str) -> CfgNode:
             f"Config file {config_file!r} ({key}) does not exist (relative paths are resolved "
             f"from {os.getcwd()!r})."
         )
-    cfg = get_percep_cfg(config_file)
+    try:
+        cfg = get_percep_cfg(config_file)  # YAML read safely; errors name the file
+    except (ValueError, KeyError, FileNotFoundError, UnsafeFileError) as e:
+        raise type(e)(f"{key}: {e.args[0] if e.args else e}") from None
     cfg.MODEL.WEIGHTS = ""
     return cfg
 

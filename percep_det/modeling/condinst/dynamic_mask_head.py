@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..layers import aligned_bilinear, compute_locations, dice_loss
+from .checks import check_increasing, check_int
 
 __all__ = [
     "PERCEP_MASK_HEAD_REGISTRY",
@@ -149,6 +150,18 @@ class PercepDynamicMaskHead(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
+        c = cfg.MODEL.CONDINST
+        check_int("MODEL.CONDINST.MASK_OUT_STRIDE", c.MASK_OUT_STRIDE)
+        check_int("MODEL.CONDINST.MASK_HEAD.CHANNELS", c.MASK_HEAD.CHANNELS)
+        check_int("MODEL.CONDINST.MASK_HEAD.NUM_LAYERS", c.MASK_HEAD.NUM_LAYERS, minimum=2)
+        check_int("MODEL.CONDINST.MAX_PROPOSALS", c.MAX_PROPOSALS, allow_minus_one=True)
+        check_int(
+            "MODEL.CONDINST.TOPK_PROPOSALS_PER_IM", c.TOPK_PROPOSALS_PER_IM, allow_minus_one=True
+        )
+        soi = cfg.MODEL.FCOS.SIZES_OF_INTEREST
+        if not len(soi):  # the relative coordinates of the last level are scaled by 2 * soi[-1]
+            raise ValueError("MODEL.FCOS.SIZES_OF_INTEREST must not be empty for CondInst")
+        check_increasing("MODEL.FCOS.SIZES_OF_INTEREST", soi)
         return {
             "in_channels": cfg.MODEL.CONDINST.MASK_BRANCH.OUT_CHANNELS,
             "channels": cfg.MODEL.CONDINST.MASK_HEAD.CHANNELS,

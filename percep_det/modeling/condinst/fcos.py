@@ -30,6 +30,7 @@ from ..layers import (
     prior_bias,
     reduce_mean,
 )
+from .checks import check_increasing, check_positive_ints
 
 __all__ = ["PercepFCOS", "PercepFCOSHead", "gather_level_params"]
 
@@ -265,6 +266,22 @@ class PercepFCOS(nn.Module):
             f"MODEL.FCOS.IN_FEATURES {missing} are not produced by the backbone "
             f"(it gives {sorted(input_shape)})"
         )
+        strides = cfg.MODEL.FCOS.FPN_STRIDES
+        check_positive_ints("MODEL.FCOS.FPN_STRIDES", strides)
+        backbone_strides = [input_shape[f].stride for f in in_features]
+        if len(strides) == len(in_features) and list(strides) != backbone_strides:
+            # (a warning: such a model still runs, with its points placed by FPN_STRIDES)
+            logger.warning(
+                f"MODEL.FCOS.FPN_STRIDES {list(strides)} differ from the strides of the backbone "
+                f"levels MODEL.FCOS.IN_FEATURES {list(in_features)}: {backbone_strides}; the "
+                "points of those levels are placed at the wrong image positions"
+            )
+        check_increasing("MODEL.FCOS.SIZES_OF_INTEREST", cfg.MODEL.FCOS.SIZES_OF_INTEREST)
+        if cfg.MODEL.FCOS.CENTER_SAMPLE and not cfg.MODEL.FCOS.POS_RADIUS > 0:
+            raise ValueError(
+                f"MODEL.FCOS.POS_RADIUS (in strides) must be > 0 with CENTER_SAMPLE, got "
+                f"{cfg.MODEL.FCOS.POS_RADIUS}"
+            )
         return {
             "head": PercepFCOSHead(cfg, [input_shape[f] for f in in_features]),
             "in_features": in_features,

@@ -14,6 +14,7 @@ from torch import nn
 from torchvision.ops import sigmoid_focal_loss
 
 from ..layers import aligned_bilinear, conv_norm_relu, prior_bias
+from .checks import check_int
 
 __all__ = ["PercepMaskBranch", "build_mask_branch"]
 
@@ -92,6 +93,12 @@ class PercepMaskBranch(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
+        mb = cfg.MODEL.CONDINST.MASK_BRANCH
+        check_int("MODEL.CONDINST.MASK_BRANCH.CHANNELS", mb.CHANNELS)
+        check_int("MODEL.CONDINST.MASK_BRANCH.OUT_CHANNELS", mb.OUT_CHANNELS)
+        check_int("MODEL.CONDINST.MASK_BRANCH.NUM_CONVS", mb.NUM_CONVS, minimum=0)
+        if not len(mb.IN_FEATURES):
+            raise ValueError("MODEL.CONDINST.MASK_BRANCH.IN_FEATURES must name at least one level")
         return {
             "input_shape": input_shape,
             "in_features": cfg.MODEL.CONDINST.MASK_BRANCH.IN_FEATURES,

@@ -91,7 +91,7 @@ class PercepCondInst(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         backbone = build_backbone(cfg)
-        return {
+        ret = {
             "backbone": backbone,
             "proposal_generator": build_proposal_generator(cfg, backbone.output_shape()),
             "mask_head": build_dynamic_mask_head(cfg),
@@ -100,6 +100,16 @@ class PercepCondInst(nn.Module):
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "mask_targets": build_mask_target_source(cfg),
         }
+        # the masks are predicted by upsampling the mask features by an integer factor
+        feat_stride, out_stride = ret["mask_branch"].out_stride, cfg.MODEL.CONDINST.MASK_OUT_STRIDE
+        if feat_stride % out_stride:
+            divisors = [d for d in range(1, feat_stride + 1) if feat_stride % d == 0]
+            raise ValueError(
+                f"MODEL.CONDINST.MASK_OUT_STRIDE {out_stride} must divide the stride of the mask "
+                f"features ({feat_stride}: the stride of MODEL.CONDINST.MASK_BRANCH.IN_FEATURES[0] "
+                f"{cfg.MODEL.CONDINST.MASK_BRANCH.IN_FEATURES[0]!r}): one of {divisors}"
+            )
+        return ret
 
     @property
     def device(self) -> torch.device:
