@@ -20,13 +20,13 @@ from collections import defaultdict
 from typing import Dict, List
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.modeling import build_model
 
 import percep_det  # noqa: F401  (registers models and datasets)
 from percep_det.config import get_percep_cfg
 from percep_det.engine import check_config_file
+from percep_det.engine.checkpoint import PercepCheckpointer  # safe loading of .pkl / .pth
 
 STAGES = ["backbone", "proposal_generator", "mask_branch", "mask_head", "postprocess"]
 
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
         return 2
     model = build_model(cfg)
     if args.weights:
-        DetectionCheckpointer(model).load(args.weights)
+        PercepCheckpointer(model).load(args.weights)
     model.eval()
     batches = make_batches(cfg, args)
 

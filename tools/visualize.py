@@ -21,7 +21,6 @@ import glob
 import os
 import sys
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data.catalog import Metadata
@@ -30,6 +29,7 @@ from detectron2.modeling import build_model
 import percep_det  # noqa: F401
 from percep_det.config import get_percep_cfg
 from percep_det.engine import check_config_file, check_device
+from percep_det.engine.checkpoint import PercepCheckpointer  # safe loading of .pkl / .pth
 from percep_det.utils.visualize import (
     Predictor,
     draw_dataset_predictions,
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
         print(f"ERROR: {e}", file=sys.stderr)
         return 2
     model = build_model(cfg)
-    DetectionCheckpointer(model).load(weights)
+    PercepCheckpointer(model).load(weights)
     model.eval()
 
     if args.dataset:

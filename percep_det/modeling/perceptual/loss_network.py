@@ -466,7 +466,14 @@ def _load_pretrained_state_dict(path: str) -> Dict[str, Tensor]:
             f"MODEL.PERCEPTUAL_LOSS.PRETRAINED_WEIGHTS file not found: {path!r} (weights are never "
             "downloaded; save a torchvision model's state_dict there with torch.save)."
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # weights_only: a weight file must not run code when loaded
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(
+            f"MODEL.PERCEPTUAL_LOSS.PRETRAINED_WEIGHTS {path!r} could not be loaded as a torch "
+            f"state_dict (empty, truncated, or holding Python objects beyond tensors and "
+            f"containers): {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ) from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
