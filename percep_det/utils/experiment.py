@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import os
-import pickle
 import re
 import subprocess
 import sys
@@ -151,18 +150,18 @@ def read_evaluations(output_dir: str, keys: Sequence[str]) -> Dict[int, Dict[str
 def checkpoint_iteration(path: str) -> Tuple[Optional[int], str]:
     """``(iteration, "")`` of a detectron2 checkpoint that loads, or ``(None, why not)``.
 
-    The file is read with ``torch.load(weights_only=True)`` (tensors and plain containers only;
-    nothing in it is executed). Should that refuse an object that a trainer put there, the file
-    must at least be a complete zip archive (every member's CRC checked) and its iteration is
-    taken from its name (``model_0004999.pth`` -> 4999; ``model_final.pth`` -> None with the
-    reason "final")."""
-    import torch
+    The file is read with the project's safe loader (``torch.load(weights_only=True)``: tensors
+    and plain containers only; nothing in it is executed). Should that refuse an object that a
+    trainer put there, the file must at least be a complete zip archive (every member's CRC
+    checked) and its iteration is taken from its name (``model_0004999.pth`` -> 4999;
+    ``model_final.pth`` -> None with the reason "final")."""
+    from percep_det.engine.safe_load import CorruptFileError, UnsafeFileError, load_torch
 
     if not os.path.isfile(path):
         return None, f"{path} does not exist"
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:  # weights_only refused an object: check the archive
+        state = load_torch(path)
+    except UnsafeFileError as e:  # weights_only refused an object: check the archive
         try:
             with zipfile.ZipFile(path) as archive:
                 bad = archive.testzip()
@@ -174,8 +173,8 @@ def checkpoint_iteration(path: str) -> Tuple[Optional[int], str]:
         if match:
             return int(match.group(1)), ""
         return None, f"final: {path} is complete but its iteration is unreadable ({e})"
-    except Exception as e:  # truncated or garbage: RuntimeError, EOFError, BadZipFile, ...
-        return None, f"{path} is incomplete or corrupt ({type(e).__name__}: {e})"
+    except CorruptFileError as e:  # empty, truncated or garbage
+        return None, f"{path} is incomplete or corrupt ({e})"
     if not isinstance(state, dict) or not isinstance(state.get("iteration"), int):
         return None, f"{path} has no 'iteration' (not a detectron2 training checkpoint)"
     return state["iteration"], ""
