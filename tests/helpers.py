@@ -118,3 +118,18 @@ def train_step(model, inputs):
     model.train()
     with EventStorage():
         return model(inputs)
+
+
+def load_script(path: str, name: str = ""):
+    """Import a script of this repository that is not a package module (``tools/train_net.py``,
+    ``datasets/prepare_nyu_v2.py``) as a fresh module; ``path`` absolute or relative to the root."""
+    import importlib.util
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = path if os.path.isabs(path) else os.path.join(root, path)
+    name = name or "percep_script_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,6 +1,5 @@
 """Depth data: version-2 synthetic scenes, NYU Depth v2 preparation and loading, the mapper."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -31,6 +30,7 @@ from percep_det.data import (
     write_depth_png,
 )
 from percep_det.data.shapes import V2_DEPTH_RANGE
+from tests.helpers import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 V2 = ShapesSpec(num_images=40, version=2)
@@ -178,9 +178,7 @@ def test_registered_shapes_depth_split():
 
 def _load_script(name):
     path = os.path.join(ROOT, "datasets", name)
-    spec = importlib.util.spec_from_file_location(name[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(path, name[:-3])
     return module
 
 

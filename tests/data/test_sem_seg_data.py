@@ -1,7 +1,6 @@
 """Semantic-segmentation data: the embedded splits, VOC + SBD registration, dataset checks, palette
 label detection and the converter scripts (CPU, files made in tmp_path)."""
 
-import importlib.util
 import os
 
 import numpy as np
@@ -22,6 +21,7 @@ from percep_det.data import (
 )
 from percep_det.data.builtin import SHAPES_SEM_SEG_SPLITS, SHAPES_SPLITS
 from percep_det.engine import build_resumable_train_loader, check_datasets, check_sem_seg_labels
+from tests.helpers import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHAPES_CLASSES = ["background", "circle", "triangle", "rectangle", "star"]
@@ -29,9 +29,7 @@ SHAPES_CLASSES = ["background", "circle", "triangle", "rectangle", "star"]
 
 def _load_script(name):
     path = os.path.join(ROOT, "datasets", name)
-    spec = importlib.util.spec_from_file_location(name[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(path, name[:-3])
     return module
 
 

@@ -1,7 +1,6 @@
 """PercepCheckpointer: checkpoints are written atomically (a failed or killed save leaves the
 previous checkpoint and ``last_checkpoint`` untouched), and ``--resume`` falls back past an empty
 ``last_checkpoint`` and broken files to the newest usable checkpoint, saying which and why."""
-import importlib.util
 import logging
 import os
 import signal
@@ -14,6 +13,7 @@ from detectron2.engine import default_argument_parser, hooks
 from torch import nn
 
 from percep_det.engine import CorruptFileError, PercepCheckpointer
+from tests.helpers import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUICK = os.path.join(ROOT, "configs", "quick_schedules", "condinst_R18_shapes_cpu.yaml")
@@ -211,9 +211,7 @@ def test_broken_weights_without_resume_are_an_error(tmp_path):
 # ------------------------------------------------------------------------------------------------
 def _train_net():
     path = os.path.join(ROOT, "tools", "train_net.py")
-    spec = importlib.util.spec_from_file_location("percep_train_net_checkpoint_fallback", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(path, "percep_train_net_checkpoint_fallback")
     return module
 
 

@@ -1,7 +1,6 @@
 """percep_det.utils.benchmark (the benchmark harness) and the two benchmark scripts' measurement
 code, in process and on tiny inputs."""
 
-import importlib.util
 import os
 import sys
 
@@ -10,14 +9,13 @@ import torch
 
 from percep_det.modeling.perceptual import PerceptualLoss
 from percep_det.utils import benchmark as bench
+from tests.helpers import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(os.path.join(ROOT, "tools", f"{name}.py"), name)
     return module
 
 

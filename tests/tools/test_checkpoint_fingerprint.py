@@ -1,12 +1,12 @@
 """Checkpoints pin the loss network: train_net records its fingerprint; --resume and --eval-only
 with a perceptual config stop with an error naming the changed setting; a matching resume is
 silent."""
-import importlib.util
 import os
 
 import pytest
 import torch
 from detectron2.engine import default_argument_parser
+from tests.helpers import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PERCEP = os.path.join(ROOT, "configs", "quick_schedules", "condinst_percep_gt_R18_shapes_cpu.yaml")
@@ -14,9 +14,7 @@ PERCEP = os.path.join(ROOT, "configs", "quick_schedules", "condinst_percep_gt_R1
 
 def _train_net():
     path = os.path.join(ROOT, "tools", "train_net.py")
-    spec = importlib.util.spec_from_file_location("percep_train_net_fingerprint", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(path, "percep_train_net_fingerprint")
     return module
 
 

@@ -1,7 +1,6 @@
 """Config mistakes give messages that name the file or the key: an empty YAML, a Python
 LazyConfig, broken YAML, a missing _BASE_, MODEL.CONDINST.MASK_OUT_STRIDE 0; and train_net's
 --help does not advertise LazyConfig files."""
-import importlib.util
 import os
 import sys
 
@@ -10,6 +9,7 @@ from detectron2.engine import default_argument_parser
 from detectron2.modeling import build_model
 
 from percep_det.config import get_percep_cfg
+from tests.helpers import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUICK = os.path.join(ROOT, "configs", "quick_schedules", "condinst_R18_shapes_cpu.yaml")
@@ -17,11 +17,7 @@ QUICK = os.path.join(ROOT, "configs", "quick_schedules", "condinst_R18_shapes_cp
 
 @pytest.fixture(scope="module")
 def train_net():
-    spec = importlib.util.spec_from_file_location(
-        "percep_train_net_config_errors", os.path.join(ROOT, "tools", "train_net.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(os.path.join(ROOT, "tools", "train_net.py"), "percep_train_net_config_errors")
     return module
 
 

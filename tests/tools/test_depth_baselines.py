@@ -1,5 +1,4 @@
 """tools/depth_baselines.py on two tiny hand-made depth datasets."""
-import importlib.util
 import os
 
 import numpy as np
@@ -7,14 +6,13 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from percep_det.data import write_depth_png
+from tests.helpers import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("depth_baselines", os.path.join(ROOT, "tools", "depth_baselines.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(os.path.join(ROOT, "tools", "depth_baselines.py"), "depth_baselines")
     return module
 
 

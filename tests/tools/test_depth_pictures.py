@@ -2,7 +2,6 @@
 branch of draw_dataset_predictions on a temporary dataset of two tiny images, and
 tools/visualize.py with a stand-in depth model."""
 
-import importlib.util
 import os
 
 import cv2
@@ -20,6 +19,7 @@ from percep_det.utils.visualize import (
     draw_depth_comparison,
     draw_prediction,
 )
+from tests.helpers import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATASET = "percep_test_depth_pictures_tiny"
@@ -140,11 +140,7 @@ def test_draw_dataset_predictions_depth(depth_dataset, tmp_path):
 
 
 def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f"percep_tool_{name}", os.path.join(ROOT, "tools", f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(os.path.join(ROOT, "tools", f"{name}.py"), f"percep_tool_{name}")
     return module
 
 

@@ -1,5 +1,4 @@
 """tools/train_net.py on a depth model: trains, evaluates with DepthEvaluator, draws, eval-only."""
-import importlib.util
 import json
 import os
 
@@ -8,6 +7,7 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from percep_det.data.shapes import ShapesSpec, camera_intrinsics, generate_split
+from tests.helpers import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NAME = "percep_test_shapes_depth_tiny"
@@ -41,9 +41,7 @@ PERCEP_DET:
 
 
 def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(os.path.join(ROOT, "tools", f"{name}.py"), name)
     return module
 
 

@@ -1,19 +1,17 @@
 """tools/train_net.py builds the poly schedule of the PSPNet / DeepLab recipes (WarmupPolyLR)."""
-import importlib.util
 import os
 
 import torch
 
 from percep_det.config import get_percep_cfg
+from tests.helpers import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_poly_and_core_schedules():
     path = os.path.join(ROOT, "tools", "train_net.py")
-    spec = importlib.util.spec_from_file_location("percep_train_net_poly", path)
-    train_net = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_net)
+    train_net = load_script(path, "percep_train_net_poly")
     cfg = get_percep_cfg(
         os.path.join(ROOT, "configs", "SemanticSegmentation", "Base-PSPNet-OS8.yaml"),
         ["SOLVER.MAX_ITER", "10"],

@@ -1,21 +1,19 @@
 """--resume continues exactly: an interrupted and resumed run ends with the weights of an
 uninterrupted one (CPU, one process)."""
-import importlib.util
 import os
 
 import pytest
 import torch
 from detectron2.engine import HookBase, default_argument_parser
 from detectron2.utils.env import seed_all_rng
+from tests.helpers import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUICK = os.path.join(ROOT, "configs", "quick_schedules", "condinst_R18_shapes_cpu.yaml")
 
 
 def _train_net():
-    spec = importlib.util.spec_from_file_location("percep_train_net_resume", os.path.join(ROOT, "tools", "train_net.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(os.path.join(ROOT, "tools", "train_net.py"), "percep_train_net_resume")
     return module
 
 

@@ -1,22 +1,18 @@
 """tools/run_experiment.py tabulation on synthetic metrics.json files (no training), and when a run
 counts as finished (percep_det/utils/experiment.py, which the tool uses)."""
 
-import importlib.util
 import json
 import os
 
 import pytest
 import torch
+from tests.helpers import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        "run_experiment", os.path.join(ROOT, "tools", "run_experiment.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(os.path.join(ROOT, "tools", "run_experiment.py"), "run_experiment")
     return module
 
 

@@ -1,7 +1,6 @@
 """tools/train_net.py for semantic segmentation: the evaluator follows ``evaluator_type``, and the
 training loader stops on palette label PNGs (CPU, no model)."""
 
-import importlib.util
 import os
 
 import numpy as np
@@ -14,6 +13,7 @@ from PIL import Image
 import percep_det  # noqa: F401
 from percep_det.config import get_percep_cfg
 from percep_det.data import LabelFormatError, label_palette, load_shapes_sem_seg
+from tests.helpers import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
@@ -21,9 +21,7 @@ NUM_CLASSES = 5
 
 
 def _load_train_net():
-    spec = importlib.util.spec_from_file_location("percep_train_net_sem_seg", TRAIN_NET)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(TRAIN_NET, "percep_train_net_sem_seg")
     return module
 
 

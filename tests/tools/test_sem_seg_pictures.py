@@ -2,7 +2,6 @@
 tools/visualize.py), and a tiny semantic run of tools/train_net.py that trains, evaluates (mIoU) and
 draws (CPU, R18 SemanticSegmentor with 32 channels)."""
 
-import importlib.util
 import json
 import os
 
@@ -16,6 +15,7 @@ import percep_det  # noqa: F401
 from percep_det.config import get_percep_cfg
 from percep_det.data import load_shapes_sem_seg
 from percep_det.utils.visualize import draw_dataset_predictions, draw_prediction
+from tests.helpers import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NUM_CLASSES = 5
@@ -38,11 +38,7 @@ PERCEP_DET: {VIS_NUM_IMAGES: 2}
 
 
 def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f"percep_tool_{name}", os.path.join(ROOT, "tools", f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(os.path.join(ROOT, "tools", f"{name}.py"), f"percep_tool_{name}")
     return module
 
 

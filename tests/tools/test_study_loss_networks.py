@@ -3,12 +3,12 @@ runs (no training), and a real two-run sweep of 2-iteration schedules that resum
 redoing finished runs and redoes an interrupted one."""
 
 import csv
-import importlib.util
 import json
 import os
 
 import pytest
 import torch
+from tests.helpers import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PERCEP_GT = "configs/quick_schedules/semseg_psp_R18_percep_gt_shapes_cpu.yaml"
@@ -18,9 +18,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def _tool():
     path = os.path.join(ROOT, "tools", "study_loss_networks.py")
-    spec = importlib.util.spec_from_file_location("study_loss_networks", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(path, "study_loss_networks")
     return module
 
 

@@ -1,11 +1,11 @@
 """tools/train_net.py end to end on CPU: bad input, a tiny training run, 2-process gloo, resume."""
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 
 import pytest
+from tests.helpers import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
@@ -20,9 +20,7 @@ TINY = [
 
 
 def _load_train_net():
-    spec = importlib.util.spec_from_file_location("percep_train_net", TRAIN_NET)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(TRAIN_NET, "percep_train_net")
     return module
 
 
