@@ -10,6 +10,7 @@ Prints the depth metrics (per-image averages, the evaluator's definitions and va
   scenes with a floor it is strong; a model that learns from the image must beat it).
 The per-pixel prior needs every image of both sets at one size.
 """
+
 import argparse
 from typing import Callable, Dict, List
 

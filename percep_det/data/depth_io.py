@@ -20,6 +20,7 @@ and its dataset's metadata (``MetadataCatalog.get(name)``) has::
 
 Invalid ground-truth pixels are 0 after reading, whatever the file stored.
 """
+
 import os
 
 import numpy as np

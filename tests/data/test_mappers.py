@@ -1,4 +1,5 @@
 """Which mapper each task gets; semantic segmentation resizes before it crops."""
+
 import pytest
 from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
 from detectron2.data import transforms as T

@@ -1,4 +1,5 @@
 """tools/depth_baselines.py on two tiny hand-made depth datasets."""
+
 import os
 
 import numpy as np
@@ -21,9 +22,13 @@ def _register(name, maps, tmp_path):
     for i, d in enumerate(maps):
         path = os.path.join(tmp_path, f"{name}_{i}.png")
         write_depth_png(path, np.asarray(d, np.float32))
-        records.append({"file_name": path, "depth_file_name": path, "height": 2, "width": 2, "image_id": i})
+        records.append(
+            {"file_name": path, "depth_file_name": path, "height": 2, "width": 2, "image_id": i}
+        )
     DatasetCatalog.register(name, lambda: records)
-    MetadataCatalog.get(name).set(evaluator_type="depth", depth_scale=1000.0, min_depth=0.1, max_depth=10.0, eigen_crop=False)
+    MetadataCatalog.get(name).set(
+        evaluator_type="depth", depth_scale=1000.0, min_depth=0.1, max_depth=10.0, eigen_crop=False
+    )
 
 
 def test_baselines_by_hand(tmp_path):

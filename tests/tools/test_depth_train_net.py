@@ -1,4 +1,5 @@
 """tools/train_net.py on a depth model: trains, evaluates with DepthEvaluator, draws, eval-only."""
+
 import json
 import os
 
@@ -84,7 +85,9 @@ def test_train_evaluate_draw_and_eval_only(tiny_depth_config, tmp_path):
 
     train_net = _load_tool("train_net")
     out = str(tmp_path / "run")
-    args = default_argument_parser().parse_args(["--config-file", tiny_depth_config, "OUTPUT_DIR", out])
+    args = default_argument_parser().parse_args(
+        ["--config-file", tiny_depth_config, "OUTPUT_DIR", out]
+    )
     train_net.main(args)
     with open(os.path.join(out, "metrics.json")) as f:
         rows = [json.loads(line) for line in f if line.strip()]
@@ -92,15 +95,26 @@ def test_train_evaluate_draw_and_eval_only(tiny_depth_config, tmp_path):
     assert [row["iteration"] for row in trained] == [1]
     assert {"loss_depth_wce", "loss_depth_vnl", "loss_depth_percep"} <= set(trained[0])
     final = rows[-1]
-    assert final["depth/num_images"] == 3 and 0 < final["depth/AbsRel"] and 0 <= final["depth/delta1"] <= 1
+    assert (
+        final["depth/num_images"] == 3
+        and 0 < final["depth/AbsRel"]
+        and 0 <= final["depth/delta1"] <= 1
+    )
     assert os.path.isfile(os.path.join(out, "inference", NAME, "depth_metrics.json"))
     vis = sorted(os.listdir(os.path.join(out, "vis")))
     assert vis == [f"{NAME}_00000{i}.png" for i in range(2)]
     assert cv2.imread(os.path.join(out, "vis", vis[0])) is not None
 
     args = default_argument_parser().parse_args(
-        ["--config-file", tiny_depth_config, "--eval-only", "MODEL.WEIGHTS", os.path.join(out, "model_final.pth"),
-         "OUTPUT_DIR", str(tmp_path / "eval")]
+        [
+            "--config-file",
+            tiny_depth_config,
+            "--eval-only",
+            "MODEL.WEIGHTS",
+            os.path.join(out, "model_final.pth"),
+            "OUTPUT_DIR",
+            str(tmp_path / "eval"),
+        ]
     )
     results = train_net.main(args)
     assert results["depth"]["AbsRel"] == pytest.approx(final["depth/AbsRel"], rel=1e-6)

@@ -7,6 +7,7 @@
 * :mod:`.meta_arch`: ``PercepDepthEstimator`` (no teacher: the perceptual term compares the
   predicted depth with the ground truth directly).
 """
+
 from .bins import (
     bin_centres_log10,
     bin_edges_log10,

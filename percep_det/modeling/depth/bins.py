@@ -13,6 +13,7 @@ ground truth is bin ``j`` is ``-sum_i W[j, i] log p_i``, averaged over the valid
 
 Shape shorthand: N images, B bins, H x W pixels.
 """
+
 import math
 
 import torch
@@ -42,7 +43,9 @@ def _check_range(min_depth: float, max_depth: float, num_bins: int) -> None:
 def bin_edges_log10(min_depth: float, max_depth: float, num_bins: int) -> Tensor:
     """``(B + 1,)`` bin edges in log10 metres, float64."""
     _check_range(min_depth, max_depth, num_bins)
-    return torch.linspace(math.log10(min_depth), math.log10(max_depth), num_bins + 1, dtype=torch.float64)
+    return torch.linspace(
+        math.log10(min_depth), math.log10(max_depth), num_bins + 1, dtype=torch.float64
+    )
 
 
 def bin_centres_log10(min_depth: float, max_depth: float, num_bins: int) -> Tensor:

@@ -4,6 +4,7 @@ Decoders are registered in ``DEPTH_HEAD_REGISTRY`` and chosen by ``MODEL.DEPTH.H
 called as ``head(features)`` and return ``(N, C_out, H, W)`` at the padded input size, with
 ``C_out`` = ``NUM_BINS`` (``OUTPUT "bins"``) or 1 (``"regression"``).
 """
+
 from typing import Dict, List
 
 import fvcore.nn.weight_init as weight_init
@@ -61,7 +62,9 @@ class PercepDepthDecoder(nn.Module):
         """
         super().__init__()
         if not input_shape:
-            raise ValueError("PercepDepthDecoder needs at least one feature (MODEL.DEPTH.IN_FEATURES)")
+            raise ValueError(
+                "PercepDepthDecoder needs at least one feature (MODEL.DEPTH.IN_FEATURES)"
+            )
         ordered = sorted(input_shape.items(), key=lambda kv: -kv[1].stride)  # coarse -> fine
         self.in_features: List[str] = [k for k, _ in ordered]
         self.out_stride = ordered[-1][1].stride
@@ -70,11 +73,20 @@ class PercepDepthDecoder(nn.Module):
         self.refine = nn.ModuleList()
         for name, spec in ordered:
             lateral = Conv2d(
-                spec.channels, conv_dims, 1, bias=use_bias, norm=get_norm(norm, conv_dims),
+                spec.channels,
+                conv_dims,
+                1,
+                bias=use_bias,
+                norm=get_norm(norm, conv_dims),
                 activation=F.relu,
             )
             refine = Conv2d(
-                conv_dims, conv_dims, 3, padding=1, bias=use_bias, norm=get_norm(norm, conv_dims),
+                conv_dims,
+                conv_dims,
+                3,
+                padding=1,
+                bias=use_bias,
+                norm=get_norm(norm, conv_dims),
                 activation=F.relu,
             )
             weight_init.c2_msra_fill(lateral)
@@ -110,5 +122,7 @@ class PercepDepthDecoder(nn.Module):
             x = refine(y)
         out = self.predictor(x)
         if self.out_stride > 1:
-            out = F.interpolate(out, scale_factor=self.out_stride, mode="bilinear", align_corners=False)
+            out = F.interpolate(
+                out, scale_factor=self.out_stride, mode="bilinear", align_corners=False
+            )
         return out

@@ -3,6 +3,7 @@
 Shape shorthand: N images, H x W pixels, T triplets. Ground-truth depth ``<= 0`` is invalid and
 never contributes: no triplet uses such a pixel, no log is taken of it.
 """
+
 import math
 from typing import Optional
 

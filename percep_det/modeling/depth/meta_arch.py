@@ -27,6 +27,7 @@ test-time ``s`` (the VNL convention); in ``"intrinsics"`` mode depth stays metri
 
 Shape shorthand: N images, H x W the padded batch, B bins.
 """
+
 import math
 from typing import Dict, List, Optional
 
@@ -38,7 +39,13 @@ from detectron2.structures import ImageList
 from torch import Tensor, nn
 
 from ..perceptual import PerceptualLoss
-from .bins import bin_centres_log10, depth_to_bin, soft_decode, weighted_cross_entropy, wce_weight_matrix
+from .bins import (
+    bin_centres_log10,
+    depth_to_bin,
+    soft_decode,
+    wce_weight_matrix,
+    weighted_cross_entropy,
+)
 from .decoder import build_depth_head
 from .losses import silog_loss, virtual_normal_loss
 
@@ -111,7 +118,11 @@ class PercepDepthEstimator(nn.Module):
                 f"MODEL.DEPTH.MIN_DEPTH ({min_depth}) must be > 0 and < MODEL.DEPTH.MAX_DEPTH "
                 f"({max_depth})"
             )
-        for key, value in (("WCE_WEIGHT", wce_weight), ("SILOG_WEIGHT", silog_weight), ("VNL_WEIGHT", vnl_weight)):
+        for key, value in (
+            ("WCE_WEIGHT", wce_weight),
+            ("SILOG_WEIGHT", silog_weight),
+            ("VNL_WEIGHT", vnl_weight),
+        ):
             if value < 0:
                 raise ValueError(f"MODEL.DEPTH.{key} must be >= 0, got {value}")
         self.backbone = backbone
@@ -181,7 +192,9 @@ class PercepDepthEstimator(nn.Module):
         return self.min_depth + (self.max_depth - self.min_depth) * torch.sigmoid(outputs.float())
 
     def forward(self, batched_inputs: List[Dict]):
-        images = [(x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs]
+        images = [
+            (x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs
+        ]
         images = ImageList.from_tensors(images, self.size_divisibility)
         outputs = self.head(self.backbone(images.tensor))  # (N, B or 1, H, W)
         if outputs.shape[-2:] != images.tensor.shape[-2:]:
@@ -260,7 +273,9 @@ class PercepDepthEstimator(nn.Module):
             out_h, out_w = x.get("height", h), x.get("width", w)
             d = d[:, :h, :w]
             if (out_h, out_w) != (h, w):
-                d = F.interpolate(d[None], size=(out_h, out_w), mode="bilinear", align_corners=False)[0]
+                d = F.interpolate(
+                    d[None], size=(out_h, out_w), mode="bilinear", align_corners=False
+                )[0]
                 if self.resize_mode == "depth":
                     d = d * math.sqrt((h / out_h) * (w / out_w))
             results.append({"depth": d[0]})

@@ -1,4 +1,5 @@
 """A tiny depth model config and inputs for the depth tests."""
+
 from typing import Dict, List
 
 import torch
@@ -39,7 +40,9 @@ def tiny_depth_cfg(output: str = "bins", vnl: float = 0.0, percep: bool = False)
     return cfg
 
 
-def depth_inputs(num: int = 2, size=(64, 48), invalid_last: bool = False, seed: int = 0) -> List[Dict]:
+def depth_inputs(
+    num: int = 2, size=(64, 48), invalid_last: bool = False, seed: int = 0
+) -> List[Dict]:
     """Random images with a slanted-plane depth (1.5 .. 6 m), a few holes, intrinsics."""
     g = torch.Generator().manual_seed(seed)
     h, w = size

@@ -1,4 +1,5 @@
 """Depth bins, the weighted cross-entropy and soft decoding, on values written down by hand."""
+
 import math
 
 import pytest
@@ -21,7 +22,9 @@ def test_edges_and_centres():
     # VNL's NYU bins (normalised units 0.01 .. 1.7, 150 bins): centre 0 = log10(0.01) + delta / 2
     c = bin_centres_log10(0.01, 1.7, 150)
     delta = (math.log10(1.7) + 2) / 150
-    assert c[0].item() == pytest.approx(-2 + delta / 2) and c[-1].item() == pytest.approx(math.log10(1.7) - delta / 2)
+    assert c[0].item() == pytest.approx(-2 + delta / 2) and c[-1].item() == pytest.approx(
+        math.log10(1.7) - delta / 2
+    )
     with pytest.raises(ValueError, match="MIN_DEPTH"):
         bin_centres_log10(0.0, 10.0, 4)
 
@@ -31,7 +34,12 @@ def test_gt_bin_assignment():
     # invalid (0, nan, < 0) -> -1; 10 m is on the edge: the upper bin; beyond the range: clamped
     assert depth_to_bin(depth, 1.0, 100.0, 2).tolist() == [-1, 0, 0, 1, 1, 1, 0, -1, -1]
     # 4 bins over 1 .. 10^4: edges at 10, 100, 1000
-    assert depth_to_bin(torch.tensor([5.0, 50.0, 500.0, 5000.0]), 1.0, 1e4, 4).tolist() == [0, 1, 2, 3]
+    assert depth_to_bin(torch.tensor([5.0, 50.0, 500.0, 5000.0]), 1.0, 1e4, 4).tolist() == [
+        0,
+        1,
+        2,
+        3,
+    ]
 
 
 def test_wce_weight_matrix():
@@ -49,9 +57,13 @@ def test_weighted_cross_entropy_by_hand():
     # pixel 1: invalid (-1): left out
     logits = torch.tensor([[[[math.log(2), 5.0]], [[0.0, -2.0]], [[0.0, 1.0]]]])  # (1, 3, 1, 2)
     bins = torch.tensor([[[0, -1]]])
-    assert weighted_cross_entropy(logits, bins, w).item() == pytest.approx(1.36 * math.log(2), rel=1e-6)
+    assert weighted_cross_entropy(logits, bins, w).item() == pytest.approx(
+        1.36 * math.log(2), rel=1e-6
+    )
     # uniform logits: ln 3 whatever the bin (rows sum to 1)
-    assert weighted_cross_entropy(torch.zeros(1, 3, 1, 2), torch.tensor([[[1, 2]]]), w).item() == pytest.approx(math.log(3))
+    assert weighted_cross_entropy(
+        torch.zeros(1, 3, 1, 2), torch.tensor([[[1, 2]]]), w
+    ).item() == pytest.approx(math.log(3))
     # nothing valid: 0, still differentiable
     logits.requires_grad_(True)
     loss = weighted_cross_entropy(logits, torch.full((1, 1, 2), -1), w)
@@ -69,4 +81,6 @@ def test_soft_decode():
     assert out.shape == (1, 1, 1, 2)
     assert out[0, 0, 0].tolist() == pytest.approx([10.0, 10**0.75], rel=1e-5)
     # a peaked distribution decodes to its bin's centre
-    assert soft_decode(torch.tensor([[[[50.0]], [[0.0]]]]), c).item() == pytest.approx(10**0.5, rel=1e-5)
+    assert soft_decode(torch.tensor([[[[50.0]], [[0.0]]]]), c).item() == pytest.approx(
+        10**0.5, rel=1e-5
+    )

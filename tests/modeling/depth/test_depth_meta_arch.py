@@ -1,4 +1,5 @@
 """PercepDepthEstimator: every loss combination trains a step; inference size; the perceptual term."""
+
 import os
 
 import pytest
@@ -60,7 +61,9 @@ def test_inference_has_the_original_size_and_the_range():
     # RESIZE_MODE "depth": training divides depth by the resize factor s (a shrunk image looks
     # farther away), so the network's output for an image shown at s = 1/2 of its original size
     # is twice the true depth, and inference multiplies by s
-    up = torch.nn.functional.interpolate(same[None, None], size=(100, 120), mode="bilinear", align_corners=False)[0, 0]
+    up = torch.nn.functional.interpolate(
+        same[None, None], size=(100, 120), mode="bilinear", align_corners=False
+    )[0, 0]
     assert torch.allclose(big, 0.5 * up, rtol=1e-4)
 
 

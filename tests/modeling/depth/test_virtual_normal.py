@@ -1,4 +1,5 @@
 """The virtual normal loss: planes, filters, invalid pixels (hand-made geometry)."""
+
 import pytest
 import torch
 
@@ -82,8 +83,12 @@ def test_loss_ignores_predictions_at_invalid_pixels():
 def test_hardest_share():
     gt = plane_depth((0.0, 0.6, 1.0))[None]
     pred = plane_depth((0.3, 0.1, 1.0))[None]
-    all_ = virtual_normal_loss(pred, gt, K[None], keep_hardest=1.0, generator=torch.Generator().manual_seed(0))
-    hard = virtual_normal_loss(pred, gt, K[None], keep_hardest=0.25, generator=torch.Generator().manual_seed(0))
+    all_ = virtual_normal_loss(
+        pred, gt, K[None], keep_hardest=1.0, generator=torch.Generator().manual_seed(0)
+    )
+    hard = virtual_normal_loss(
+        pred, gt, K[None], keep_hardest=0.25, generator=torch.Generator().manual_seed(0)
+    )
     assert hard.item() >= all_.item() > 0
     with pytest.raises(ValueError, match="VNL_KEEP_HARDEST"):
         virtual_normal_loss(pred, gt, K[None], keep_hardest=0.0)
