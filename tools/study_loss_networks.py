@@ -875,6 +875,7 @@ def _write_csv(spec, all_settings, cfgs, costs, dirs, stats, out) -> str:
                 row[k] = _fmt(final.get(k, float("nan")))
             row["evaluated_at"] = final.get("iteration", "")
             row["step_time_s"] = _fmt(final.get("time", float("nan")))
+            row["step_cpu_time_s"] = _fmt(final.get("cpu_time", float("nan")))  # engine/timing.py
             row["peak_rss_mb"] = _fmt(run_stats["peak_rss_mb"])
             row["cuda_max_mem_mb"] = _fmt(run_stats["cuda_max_mem_mb"])
             row["wall_s"] = round(run_stats["wall_s"], 1)
@@ -976,10 +977,15 @@ def _plots(spec, all_settings, by_name, cfgs, raw, costs, stats, out) -> Dict[st
         memory.append(
             cuda if not math.isnan(cuda) else mean_std([r["peak_rss_mb"] for r in runs])[0]
         )
-    cost_axes = {
-        "step time (s/iter)": step,
-        "loss-net kFLOP per input pixel": [costs[n]["flops_per_px"] / 1e3 for n in names],
-    }
+    cpu = [mean_std(_seed_values(raw, n, "cpu_time", spec.seeds))[0] for n in names]
+    cost_axes = {"step time (s/iter)": step}
+    if any(not math.isnan(v) for v in cpu):  # not inflated by other jobs on a shared machine
+        cost_axes["CPU time per step (s)"] = cpu
+    cost_axes.update(
+        {
+            "loss-net kFLOP per input pixel": [costs[n]["flops_per_px"] / 1e3 for n in names],
+        }
+    )
     if any(not math.isnan(v) for v in memory):
         cost_axes["peak memory (MB)"] = memory
     short = [_short_name(by_name[n]) for n in names]

@@ -44,6 +44,7 @@ from percep_det.engine import (
     cpu_aware_ddp,
 )
 from percep_det.engine.checkpoint import PercepCheckpointer
+from percep_det.engine.timing import CPUTimer
 from percep_det.evaluation import DepthEvaluator
 from percep_det.modeling.perceptual import CHECKPOINT_KEY, LossNetworkRecord
 from percep_det.utils import draw_dataset_predictions, plot_metrics
@@ -71,7 +72,11 @@ class Trainer(DefaultTrainer):
         # PeriodicCheckpointer hook keeps it: swap in the PercepCheckpointer (same model, folder
         # and checkpointables): safe loading, atomic saving, resume past broken checkpoints.
         self.checkpointer = PercepCheckpointer.from_checkpointer(self.checkpointer)
-        return super().build_hooks()
+        hooks = super().build_hooks()
+        # right after detectron2's IterationTimer, before evaluation and the writers: "cpu_time"
+        # per step, a cost that contention on a shared machine does not inflate
+        hooks.insert(1, CPUTimer())
+        return hooks
 
     @classmethod
     def build_train_loader(cls, cfg):

@@ -122,11 +122,12 @@ def read_metrics(
         evals = {it: e for it, e in evals.items() if it == at_iteration}
     if not evals:
         return None
-    times = [t for _, t in series.get("time", [])]
-    times = times[1:] if len(times) > 1 else times  # the first record includes the warm-up
     last = max(evals)
     out = {key: evals[last].get(key, float("nan")) for key in keys}
-    out["time"] = sum(times) / len(times) if times else float("nan")
+    for name in ("time", "cpu_time"):  # wall and CPU seconds per step (engine/timing.py)
+        values = [t for _, t in series.get(name, [])]
+        values = values[1:] if len(values) > 1 else values  # the first includes the warm-up
+        out[name] = sum(values) / len(values) if values else float("nan")
     out["iteration"] = last
     return out
 
@@ -450,8 +451,25 @@ def mean_table(
 ) -> List[str]:
     """Markdown lines: one row per ``(name, leading cells)`` of ``rows`` with the seeds found,
     mean ± sample std of each metric over them, the mean step time, its ratio to ``base``'s,
-    the ``extra`` columns (header, cell of a name) and the evaluated iterations."""
+    the mean CPU time per step and its ratio (when the runs logged ``cpu_time``: it is not
+    inflated by other jobs on the machine), the ``extra`` columns (header, cell of a name) and
+    the evaluated iterations."""
     base_time = mean_std([m["time"] for m in raw.get(base, {}).values()])[0]
+    cpu = {
+        name: mean_std([r.get("cpu_time", float("nan")) for r in runs.values()])[0]
+        for name, runs in raw.items()
+    }
+    if any(not math.isnan(v) for v in cpu.values()):  # runs that logged cpu_time
+        base_cpu = cpu.get(base, float("nan"))
+
+        def cpu_cell(name: str) -> str:
+            return format_mean_std(cpu.get(name, float("nan")), float("nan"))
+
+        def cpu_ratio(name: str) -> str:
+            ratio = cpu.get(name, float("nan")) / base_cpu if base_cpu else float("nan")
+            return "-" if math.isnan(ratio) else f"{ratio:.2f}x"
+
+        extra = [("CPU s/step", cpu_cell), (f"CPU vs {base}", cpu_ratio)] + list(extra)
     labels = " | ".join(m.label for m in metrics)
     extra_headers = "".join(f" {h} |" for h, _ in extra)
     lines = [

@@ -94,6 +94,7 @@ def test_train_evaluate_draw_and_eval_only(tiny_depth_config, tmp_path):
     trained = [row for row in rows if "total_loss" in row]
     assert [row["iteration"] for row in trained] == [1]
     assert {"loss_depth_wce", "loss_depth_vnl", "loss_depth_percep"} <= set(trained[0])
+    assert trained[0]["cpu_time"] > 0  # engine.timing.CPUTimer
     final = rows[-1]
     assert (
         final["depth/num_images"] == 3

@@ -182,3 +182,19 @@ def test_depth_preset_lower_absrel_is_better():
         assert os.path.isfile(os.path.join(ROOT, config)), config
     absrel = preset.metrics[0]
     assert absrel.key == "depth/AbsRel" and not absrel.higher_is_better
+
+
+def test_cpu_time_columns_when_runs_logged_it(tmp_path):
+    tool = _tool()
+    for name, wall, cpu in (("baseline", 0.5, 0.2), ("percep", 0.9, 0.5)):
+        out = os.path.join(tmp_path, name, "seed1")
+        os.makedirs(out)
+        with open(os.path.join(out, "metrics.json"), "w") as f:
+            for it in (19, 39, 59):  # the first record (warm-up) is left out of both means
+                f.write(json.dumps({"iteration": it, "time": 9.0 if it == 19 else wall,
+                                    "cpu_time": 9.0 if it == 19 else cpu}) + "\n")
+            f.write(json.dumps({"iteration": 59, "segm/AP": 1.0, "bbox/AP": 2.0}) + "\n")
+    table, raw = tool.summarize([("baseline", "a.yaml"), ("percep", "b.yaml")], [1], str(tmp_path))
+    assert raw["percep"][1]["cpu_time"] == 0.5 and raw["percep"][1]["time"] == 0.9
+    assert "| CPU s/step | CPU vs baseline |" in table
+    assert "| 0.90 | 1.80x | 0.50 | 2.50x | 59 |" in table
