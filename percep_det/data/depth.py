@@ -28,6 +28,8 @@ from typing import Dict, List, Optional
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 
+from .files import require_listed_files
+
 __all__ = [
     "NYU_V2_DEPTH_SPLITS",
     "NYU_V2_INTRINSICS",
@@ -144,13 +146,7 @@ def load_nyu_v2_depth(
         logger.warning(
             f"{list_file} lists {len(records)} frames; the standard split has {expected}"
         )
-    for key in ("file_name", "depth_file_name"):
-        missing = [r[key] for r in records if not os.path.isfile(r[key])]
-        if missing:
-            raise FileNotFoundError(
-                f"{len(missing)} of the {len(records)} files listed in '{list_file}' are missing "
-                f"(dataset '{dataset_name}'), e.g. {missing[:3]}; {HOWTO}"
-            )
+    require_listed_files(records, ("file_name", "depth_file_name"), list_file, HOWTO, dataset_name)
     with Image.open(records[0]["file_name"]) as img:  # reads the header only
         width, height = img.size
     for r in records:

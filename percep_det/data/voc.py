@@ -19,6 +19,7 @@ from typing import Dict, List
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.pascal_voc import CLASS_NAMES
 
+from .files import require_listed_files
 from .sem_seg import label_palette
 
 __all__ = [
@@ -86,13 +87,7 @@ def load_voc_sem_seg(voc_root: str, split: str, expected: int = 0) -> List[Dict]
         }
         for image_id in ids
     ]
-    for key in ("file_name", "sem_seg_file_name"):
-        missing = [r[key] for r in records if not os.path.isfile(r[key])]
-        if missing:
-            raise FileNotFoundError(
-                f"{len(missing)} of the {len(ids)} files listed in '{paths['list_file']}' are "
-                f"missing, e.g. {missing[:3]}; {HOWTO}"
-            )
+    require_listed_files(records, ("file_name", "sem_seg_file_name"), paths["list_file"], HOWTO)
     return records
 
 

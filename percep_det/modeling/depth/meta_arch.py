@@ -202,7 +202,6 @@ class PercepDepthEstimator(nn.Module):
                 f"{type(self.head).__name__} (MODEL.DEPTH.HEAD_NAME) returned "
                 f"{tuple(outputs.shape[-2:])} maps for a {tuple(images.tensor.shape[-2:])} batch"
             )
-        depth = self.decode(outputs)  # (N, 1, H, W)
         if self.training:
             if "depth" not in batched_inputs[0]:
                 raise ValueError(
@@ -221,20 +220,27 @@ class PercepDepthEstimator(nn.Module):
                 intrinsics = torch.stack(
                     [torch.as_tensor(x["intrinsics"], dtype=torch.float32) for x in batched_inputs]
                 ).to(self.device)
-            return self.losses(outputs, depth, gt, intrinsics)
-        return self.postprocess(depth, images.image_sizes, batched_inputs)
+            return self.losses(outputs, None, gt, intrinsics)
+        return self.postprocess(self.decode(outputs), images.image_sizes, batched_inputs)
 
     def losses(
-        self, outputs: Tensor, depth: Tensor, gt: Tensor, intrinsics: Optional[Tensor]
+        self, outputs: Tensor, depth: Optional[Tensor], gt: Tensor, intrinsics: Optional[Tensor]
     ) -> Dict[str, Tensor]:
         """
         Args:
-            outputs: ``(N, B or 1, H, W)`` the decoder's outputs; ``depth``: ``(N, 1, H, W)`` decoded.
+            outputs: ``(N, B or 1, H, W)`` the decoder's outputs; ``depth``: ``(N, 1, H, W)``
+                decoded, or None to decode here, only if a loss on depth is on (WCE alone works
+                on the logits: no softmax over every bin and pixel for nothing).
             gt: ``(N, H, W)`` metres, 0 = invalid (and the padding).
             intrinsics: ``(N, 4)`` or None (only VNL needs it).
         """
         losses = {}
         valid = gt > 0
+        needs_depth = (
+            self.silog_weight > 0 or self.vnl_weight > 0 or self.perceptual_loss is not None
+        )
+        if depth is None and needs_depth:
+            depth = self.decode(outputs)  # (N, 1, H, W)
         if self.wce_weight > 0:
             bins = depth_to_bin(gt, self.min_depth, self.max_depth, self.num_bins)
             losses["loss_depth_wce"] = self.wce_weight * weighted_cross_entropy(
