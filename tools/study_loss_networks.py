@@ -591,23 +591,43 @@ def record_settings(
     all_settings: Sequence[Setting],
     costs: Mapping[str, dict],
     cache: Mapping[str, dict],
+    extra: Sequence[str] = (),
+    launches: bool = True,
 ) -> None:
     """Record the settings (and the loss-net cost cache) in ``out/study.json``. A setting
-    already recorded there with another config or other overrides is an error: its runs would mix
-    two settings under one name."""
+    already recorded there with another config, other overrides, or other overrides common to
+    every run (the spec's ``common`` and the command line's ``KEY VALUE`` pairs, ``extra``) is an
+    error: its runs would mix two settings under one name (a changed ``SOLVER.MAX_ITER`` would
+    even count the old runs as finished). With ``launches`` False (``--summary-only``) the
+    common overrides are not compared, and the recorded ones are kept."""
     old = _study_file(out)
     recorded = old.get("settings", {})
+    common = to_opts([(k, _expand(v, spec.variables, "common")) for k, v in spec.common.items()])
+    common += [str(x) for x in extra]
     for s in all_settings:
-        now = {"config": s.config, "overrides": to_opts(s.overrides), "levels": s.levels}
+        now = {
+            "config": s.config,
+            "overrides": to_opts(s.overrides),
+            "levels": s.levels,
+            "common": common,
+        }
         before = recorded.get(s.name)
-        if before is not None and [before["config"], before["overrides"]] != [
-            now["config"],
-            now["overrides"],
-        ]:
+        if before is None:
+            pass
+        elif [before["config"], before["overrides"]] != [now["config"], now["overrides"]]:
             raise SpecError(
                 f"{out} already holds runs of setting {s.name!r} with config {before['config']} "
                 f"and overrides {before['overrides']}; the spec now gives {now['config']} and "
                 f"{now['overrides']}. Use another --out (or delete {out}/{s.name})."
+            )
+        elif not launches:
+            now["common"] = before.get("common", now["common"])
+        elif "common" in before and before["common"] != now["common"]:  # older files lack it
+            raise SpecError(
+                f"{out} already holds runs of setting {s.name!r} made with the overrides "
+                f"{before['common']} common to every run (the spec's 'common' and the command "
+                f"line); they are now {now['common']}. Give the same ones, use another --out, or "
+                f"delete {out}/{s.name}."
             )
         recorded[s.name] = {**now, "cost": costs.get(s.name)}
     data = {
@@ -1096,7 +1116,9 @@ def prepare(args) -> Tuple[Spec, List[Setting], Dict[str, object], Dict[str, dic
     cache = _study_file(out).get("loss_net_costs", {})
     cfgs, costs = validate(spec, all_settings, args.overrides, cache)
     if not args.dry_run:
-        record_settings(out, spec, all_settings, costs, cache)
+        record_settings(
+            out, spec, all_settings, costs, cache, args.overrides, not args.summary_only
+        )
     return spec, all_settings, cfgs, costs, out
 
 

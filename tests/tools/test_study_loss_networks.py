@@ -289,6 +289,13 @@ def test_csv_tables_and_plots_from_synthetic_runs(tmp_path, capsys):
     other.write_text(json.dumps(changed))
     err = _main_error(tool, capsys, ["--spec", str(other), "--out", str(out), "--summary-only"])
     assert "already holds runs of setting 'depth=p3'" in err
+    # ... and so would other overrides common to every run (a longer schedule would count the old
+    # runs as finished); --summary-only launches nothing, so it does not mind them
+    err = _main_error(tool, capsys, ["--spec", path, "--out", str(out), "SOLVER.MAX_ITER", "2000"])
+    assert "common to every run" in err and "'SOLVER.MAX_ITER', '2000'" in err
+    tool.main(["--spec", path, "--out", str(out), "--summary-only", "SOLVER.MAX_ITER", "2000"])
+    recorded = json.loads((out / "study.json").read_text())["settings"]["reference"]["common"]
+    assert recorded == ["SOLVER.MAX_ITER", "1000"]
 
 
 def test_pareto_front():

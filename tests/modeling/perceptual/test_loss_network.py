@@ -262,6 +262,18 @@ def test_zoo_arch_builds_and_returns_points(arch):
         assert all(torch.isfinite(f).all() for f in feats.values())
 
 
+def test_random_zoo_batch_norm_variant_computes_the_plain_features():
+    # A random zoo net's batch norms are identities and the BN variant draws the same conv
+    # weights, so random vgg11_bn is vgg11 (up to batch norm's eps): studies leave it out.
+    x = torch.rand(2, 5, 48, 48)
+    plain = PercepZooLossNetwork(arch="vgg11", in_channels=5, seed=3, out_points=("relu3_2",))
+    bn = PercepZooLossNetwork(arch="vgg11_bn", in_channels=5, seed=3, out_points=("relu3_2",))
+    with torch.no_grad():
+        a, b = plain(x)["relu3_2"], bn(x)["relu3_2"]
+    assert a.abs().mean() > 0.1
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("arch", ["resnet18", "googlenet"])
 def test_zoo_pretrained_from_local_file(tmp_path, arch):
     torch.manual_seed(0)
