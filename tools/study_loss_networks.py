@@ -307,8 +307,11 @@ def load_spec(path: str) -> Spec:
 
 
 def select(spec: Spec, factors: Optional[Sequence[str]] = None, levels: Sequence[str] = ()) -> Spec:
-    """Keep the ``factors`` named (all if None) and, per ``levels`` entry "factor=l1,l2", only
-    those levels of that factor (one_at_a_time keeps its reference level too)."""
+    """Vary only the ``factors`` named (all if None): the others stay at their reference level
+    (kept with that level alone, so every setting has the same name and overrides as in the
+    whole spec, and runs made a group of factors at a time share one output folder). Per
+    ``levels`` entry "factor=l1,l2", only those levels of that factor (one_at_a_time keeps its
+    reference level too)."""
     kept = dict(spec.factors)
     if factors is not None:
         unknown = [f for f in factors if f not in spec.factors]
@@ -316,7 +319,10 @@ def select(spec: Spec, factors: Optional[Sequence[str]] = None, levels: Sequence
             raise SpecError(
                 f"unknown factor(s) {unknown} in --factors; {spec.path} has {list(spec.factors)}"
             )
-        kept = {f: spec.factors[f] for f in spec.factors if f in factors}
+        kept = {
+            name: f if name in factors else f._replace(levels={f.reference: f.levels[f.reference]})
+            for name, f in spec.factors.items()
+        }
     for item in levels:
         if "=" not in item:
             raise SpecError(f"--levels expects FACTOR=LEVEL[,LEVEL...], got {item!r}")
@@ -326,7 +332,7 @@ def select(spec: Spec, factors: Optional[Sequence[str]] = None, levels: Sequence
                 f"unknown factor {fname!r} in --levels {item!r}; {spec.path} has "
                 f"{list(spec.factors)}"
             )
-        if fname not in kept:
+        if factors is not None and fname not in factors:
             raise SpecError(f"--levels {item!r}: factor {fname!r} is not among --factors")
         factor = kept[fname]
         wanted = [n for n in names.split(",") if n]
@@ -346,6 +352,11 @@ def select(spec: Spec, factors: Optional[Sequence[str]] = None, levels: Sequence
     if not kept:
         raise SpecError("no factor left to study (--factors)")
     return spec._replace(factors=kept)
+
+
+def varied_factors(spec: Spec) -> List[Factor]:
+    """The factors with more than one level: those the tables and plots compare."""
+    return [f for f in spec.factors.values() if len(f.levels) > 1]
 
 
 def _expand(value: object, variables: Mapping[str, str], where: str) -> object:
@@ -833,10 +844,10 @@ def _table_groups(spec: Spec, all_settings: Sequence[Setting]) -> List[Tuple[str
     """One_at_a_time: per factor, its reference then its other levels; grid: every cell."""
     terms = [s for s in all_settings if not s.is_baseline]
     if spec.design == "grid":
-        return [(f"All combinations of {', '.join(spec.factors)}", terms)]
+        return [(f"All combinations of {', '.join(f.name for f in varied_factors(spec))}", terms)]
     reference = next(s for s in terms if not s.varied)
     groups = []
-    for f in spec.factors.values():
+    for f in varied_factors(spec):
         members = [reference] + [s for s in terms if s.varied == f.name]
         about = f": {f.description}" if f.description else ""
         groups.append((f"Factor `{f.name}` (reference level: {f.reference}){about}", members))
@@ -935,12 +946,15 @@ def _plots(spec, all_settings, by_name, cfgs, raw, costs, stats, out) -> Dict[st
     terms = [s for s in all_settings if not s.is_baseline]
     title = f"{spec.name}: {spec.config}"
 
-    for f in spec.factors.values():
+    varied = {f.name for f in varied_factors(spec)}
+    for f in varied_factors(spec):
         values: Dict[str, Dict[str, Dict[str, List[float]]]] = {labels[k]: {} for k in labels}
         for s in terms:
             if spec.design == "one_at_a_time" and s.varied not in ("", f.name):
                 continue
-            others = ", ".join(f"{g}={lv}" for g, lv in s.levels.items() if g != f.name)
+            others = ", ".join(
+                f"{g}={lv}" for g, lv in s.levels.items() if g != f.name and g in varied
+            )
             series = others if spec.design == "grid" else ""
             for m in spec.metrics:
                 per_level = values[m.label].setdefault(series, {})
@@ -1046,7 +1060,12 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics", metavar="KEY[:LABEL[:lower]],...", help="replaces the spec's metrics"
     )
     parser.add_argument("--seeds", help="comma-separated SEED values (replaces the spec's)")
-    parser.add_argument("--factors", help="comma-separated factors to study (default: all)")
+    parser.add_argument(
+        "--factors",
+        help="comma-separated factors to vary (default: all); the others stay at their reference "
+        "level, so the settings keep their names and a study can be run a group at a time into "
+        "one --out",
+    )
     parser.add_argument(
         "--levels", action="append", default=[], metavar="FACTOR=LEVEL[,LEVEL...]",
         help="only these levels of a factor (repeatable)",

@@ -86,6 +86,15 @@ def test_settings_one_at_a_time_and_grid(tmp_path):
     assert opts[-4:] == ["MODEL.PERCEPTUAL_LOSS.OUT_POINTS", "['pool3']", "SOLVER.MAX_ITER", "2"]
     assert tool.run_opts(spec, by_name["baseline"], 2, []) == []  # no term overrides
 
+    # --factors depth: init stays at its reference, so each setting is the whole spec's (same
+    # name, same overrides) and runs of factor groups can share one folder; tables skip init
+    only = tool.select(spec, ["depth"])
+    kept = {s.name: s for s in tool.settings(only)}
+    assert list(kept) == ["baseline", "reference", "depth=p3", "depth=p4"]
+    assert all(kept[n].overrides == by_name[n].overrides for n in kept)
+    groups = [title for title, _ in tool._table_groups(only, list(kept.values()))]
+    assert len(groups) == 1 and groups[0].startswith("Factor `depth`")
+
     grid = tool.select(spec._replace(design="grid"), None, ["depth=p3,p4"])
     names = [s.name for s in tool.settings(grid)]
     assert names == [
