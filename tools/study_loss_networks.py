@@ -355,8 +355,11 @@ def select(spec: Spec, factors: Optional[Sequence[str]] = None, levels: Sequence
 
 
 def varied_factors(spec: Spec) -> List[Factor]:
-    """The factors with more than one level: those the tables and plots compare."""
-    return [f for f in spec.factors.values() if len(f.levels) > 1]
+    """The factors with more than one level: those the tables and plots compare (if none has,
+    the first factor, so that the reference is still compared with the baseline)."""
+    return [f for f in spec.factors.values() if len(f.levels) > 1] or list(spec.factors.values())[
+        :1
+    ]
 
 
 def _expand(value: object, variables: Mapping[str, str], where: str) -> object:
@@ -757,11 +760,7 @@ def results(
         s.name: {seed: os.path.join(out, s.name, f"seed{seed}") for seed in spec.seeds}
         for s in all_settings
     }
-    raw = collect(dirs, at_iteration, keys)
-    if at_iteration is None:  # final evaluations only: no mixing of iterations in a row
-        for name, runs in raw.items():
-            final = int(cfgs[name].SOLVER.MAX_ITER) - 1
-            raw[name] = {seed: r for seed, r in runs.items() if r["iteration"] >= final}
+    raw = collect(dirs, at_iteration, keys)  # final evaluations only, unless at_iteration
     stats = {
         (name, seed): read_run_stats(d) for name, seeds in dirs.items() for seed, d in seeds.items()
     }

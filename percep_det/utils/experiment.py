@@ -430,12 +430,18 @@ def collect(
     keys: Sequence[str] = tuple(m.key for m in INSTANCE_METRICS),
 ) -> Raw:
     """:func:`read_metrics` of every run that has the evaluation: {name: {seed: metrics}}, from
-    {name: {seed: output_dir}}."""
+    {name: {seed: output_dir}}. Without ``at_iteration``, the final evaluation (logged at or after
+    ``SOLVER.MAX_ITER - 1`` of the run's ``config.yaml``): an unfinished run is left out rather
+    than mixed into a row with its last, earlier evaluation."""
     raw: Raw = {}
     for name, seeds in dirs.items():
         raw[name] = {}
         for seed, out in seeds.items():
             found = read_metrics(out, at_iteration, keys)
+            if found is not None and at_iteration is None:
+                max_iter = _max_iter(out)[0]
+                if max_iter is None or found["iteration"] < max_iter - 1:
+                    found = None
             if found is not None:
                 raw[name][seed] = found
     return raw
@@ -547,6 +553,14 @@ def summarize(
     base = variants[0][0]
     rows = [(name, [name, os.path.basename(config)]) for name, config in variants]
     lines = mean_table(rows, ["variant", "config"], raw, metrics, base)
+    missing = [
+        f"{name} seed {seed} ({run_state(d, keys).reason or 'no evaluation at that iteration'})"
+        for name, by_seed in dirs.items()
+        for seed, d in by_seed.items()
+        if seed not in raw[name]
+    ]
+    if missing:
+        lines += ["", "Not in the tables: " + "; ".join(missing) + "."]
     if len(variants) > 1:
         lines += paired_table([name for name, _ in variants[1:]], raw, metrics, base)
     return "\n".join(lines) + "\n", raw

@@ -26,9 +26,11 @@ def _write_final_checkpoint(out, max_iter, iteration=None, name="model_final.pth
         f.write(name)
 
 
-def _write_run(root, variant, seed, evals, step_time, last_iter):
+def _write_run(root, variant, seed, evals, step_time, last_iter, max_iter=1000):
     out = os.path.join(root, variant, f"seed{seed}")
     os.makedirs(out)
+    with open(os.path.join(out, "config.yaml"), "w") as f:
+        f.write(f"SOLVER:\n  MAX_ITER: {max_iter}\n")
     with open(os.path.join(out, "metrics.json"), "w") as f:
         for it in range(19, last_iter + 1, 20):
             f.write(json.dumps({"iteration": it, "total_loss": 1.0, "time": step_time}) + "\n")
@@ -51,10 +53,13 @@ def test_summary_final_and_at_iteration(tmp_path):
     assert "| percep | b.yaml | 1,2 | 15.00 ± 1.41 | 16.00 ± 1.41 |" in table
     assert "| 1.50x | 499 |" in table  # step time 0.3 vs 0.2, evaluated at 499
 
-    # final evaluation: the last one of each run (the unfinished runs stop at 499 here)
+    # final evaluation (at MAX_ITER - 1 of the run's config.yaml): the unfinished runs, whose
+    # last evaluation is at 499, are named apart instead of being mixed into a row
     table, raw = tool.summarize(variants, [1, 2], str(tmp_path))
     assert raw["baseline"][2]["segm/AP"] == 22 and raw["baseline"][2]["iteration"] == 999
-    assert "| 1.00x | 999 |" in table and "| 1.50x | 499 |" in table  # unfinished runs show it
+    assert "| 1.00x | 999 |" in table and raw["percep"] == {}
+    assert "| percep | b.yaml | - |" in table
+    assert "Not in the tables: percep seed 1 (no checkpoint yet); percep seed 2" in table
     assert tool.read_metrics(os.path.join(tmp_path, "percep", "seed1"), at_iteration=999) is None
     assert tool.read_metrics(os.path.join(tmp_path, "nothing")) is None
 
@@ -177,7 +182,12 @@ def test_finished_means_a_loadable_last_checkpoint_at_max_iter_and_a_final_eval(
 def test_depth_preset_lower_absrel_is_better():
     tool = _tool()
     preset = tool.PRESETS["depth-shapes-cpu"]
-    assert [name for name, _ in preset.variants] == ["wce", "wce-percep", "wce-vnl", "wce-vnl-percep"]
+    assert [name for name, _ in preset.variants] == [
+        "wce",
+        "wce-percep",
+        "wce-vnl",
+        "wce-vnl-percep",
+    ]
     for _, config in preset.variants:
         assert os.path.isfile(os.path.join(ROOT, config)), config
     absrel = preset.metrics[0]
@@ -191,9 +201,19 @@ def test_cpu_time_columns_when_runs_logged_it(tmp_path):
         os.makedirs(out)
         with open(os.path.join(out, "metrics.json"), "w") as f:
             for it in (19, 39, 59):  # the first record (warm-up) is left out of both means
-                f.write(json.dumps({"iteration": it, "time": 9.0 if it == 19 else wall,
-                                    "cpu_time": 9.0 if it == 19 else cpu}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "iteration": it,
+                            "time": 9.0 if it == 19 else wall,
+                            "cpu_time": 9.0 if it == 19 else cpu,
+                        }
+                    )
+                    + "\n"
+                )
             f.write(json.dumps({"iteration": 59, "segm/AP": 1.0, "bbox/AP": 2.0}) + "\n")
+        with open(os.path.join(out, "config.yaml"), "w") as f:
+            f.write("SOLVER:\n  MAX_ITER: 60\n")
     table, raw = tool.summarize([("baseline", "a.yaml"), ("percep", "b.yaml")], [1], str(tmp_path))
     assert raw["percep"][1]["cpu_time"] == 0.5 and raw["percep"][1]["time"] == 0.9
     assert "| CPU s/step | CPU vs baseline |" in table

@@ -1,4 +1,5 @@
 """Tests of percep_det.modeling.perceptual.loss_network (CPU, small sizes)."""
+
 import hashlib
 import os
 import re
