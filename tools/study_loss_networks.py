@@ -88,9 +88,9 @@ import math
 import os
 import re
 import sys
-import warnings
 from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
+from percep_det.utils.cost import has_perceptual_term, loss_net_cost, loss_net_key
 from percep_det.utils.experiment import (
     Metric,
     Run,
@@ -120,7 +120,6 @@ FACTOR_KEYS = ("reference", "levels", "zoo", "description")
 DESIGNS = ("one_at_a_time", "grid")
 NET_SEEDS = ("fixed", "run")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
-FLOP_PROBE_SIZE = 64  # px per side of the input the loss network's FLOPs are counted on (at least)
 
 
 class SpecError(ValueError):
@@ -437,84 +436,6 @@ def run_opts(spec: Spec, setting: Setting, seed: int, extra: Sequence[str]) -> L
 # --------------------------------------------------------------------------------------------
 # Checks and the loss network's cost
 # --------------------------------------------------------------------------------------------
-def term_in_channels(cfg) -> int:
-    """Channels of the inputs the task gives its loss network (what it passes as
-    ``PerceptualLoss(cfg, in_channels=...)``): class maps in semantic segmentation, one channel
-    for masks (CondInst, Mask R-CNN) and depth."""
-    if cfg.MODEL.META_ARCHITECTURE == "PercepSemanticSegmentor":
-        return int(cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES)
-    return 1
-
-
-def has_perceptual_term(cfg) -> bool:
-    """Whether ``cfg`` trains with the perceptual term (for a warning when the study's config
-    seems to be a baseline: loss-network settings would then change nothing)."""
-    return (
-        cfg.MODEL.META_ARCHITECTURE == "PercepSemanticSegmentor"
-        or cfg.MODEL.CONDINST.MASK_HEAD.NAME == "PercepPerceptualDynamicMaskHead"
-        or cfg.MODEL.ROI_MASK_HEAD.NAME == "PercepPerceptualMaskRCNNConvUpsampleHead"
-        or (cfg.MODEL.META_ARCHITECTURE == "PercepDepthEstimator" and cfg.MODEL.DEPTH.PERCEPTUAL)
-    )
-
-
-def loss_net_key(cfg) -> str:
-    """What defines the loss network's cost: its MODEL.PERCEPTUAL_LOSS keys and input channels."""
-    lc = cfg.MODEL.PERCEPTUAL_LOSS
-    keys = ("ARCH", "BLOCKS", "WIDTHS", "KERNEL_SIZE", "OUT_POINTS", "PRETRAINED_WEIGHTS")
-    spec = {k: list(lc[k]) if isinstance(lc[k], (list, tuple)) else lc[k] for k in keys}
-    spec["PRETRAINED_WEIGHTS"] = bool(spec["PRETRAINED_WEIGHTS"])
-    spec["IN_CHANNELS"] = term_in_channels(cfg)
-    return json.dumps(spec, sort_keys=True)
-
-
-def loss_net_cost(cfg) -> Dict[str, object]:
-    """Build the loss network of ``cfg`` (with percep_det's builder; this also checks its keys)
-    and count its forward FLOPs per input pixel with fvcore's ``FlopCountAnalysis`` on one
-    square input of at least ``FLOP_PROBE_SIZE`` px (a multiply-add counts as one flop, as in
-    fvcore). Also: parameters, extraction points and the downsampling of the deepest one.
-
-    A pretrained zoo net (PRETRAINED_WEIGHTS) is counted as its random twin on 3 channels plus
-    the fixed 1x1 projection from the task's C channels (no weights are read)."""
-    import torch
-
-    from percep_det.modeling.perceptual import build_loss_network
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from fvcore.nn import FlopCountAnalysis
-
-    c = term_in_channels(cfg)
-    net_cfg = cfg.clone()
-    net_cfg.defrost()
-    lc = net_cfg.MODEL.PERCEPTUAL_LOSS
-    pretrained = bool(lc.PRETRAINED_WEIGHTS)
-    lc.IN_CHANNELS = 3 if pretrained else c
-    lc.PRETRAINED_WEIGHTS = ""
-    net = build_loss_network(net_cfg)
-    size = max(FLOP_PROBE_SIZE, net.min_input_size)
-    while True:
-        x = torch.zeros(1, lc.IN_CHANNELS, size, size)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                count = FlopCountAnalysis(net, (x,))
-                count.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-                flops = float(count.total())
-            break
-        except RuntimeError:  # a stem that needs more than min_input_size (inception_v3)
-            if size >= 1024:
-                raise
-            size *= 2
-    per_px = flops / (size * size) + (3 * c if pretrained else 0)
-    return {
-        "flops_per_px": per_px,
-        "params": sum(p.numel() for p in net.parameters()) + (3 * c if pretrained else 0),
-        "points": list(net.out_points),
-        "depth": int(net.min_input_size),  # total downsampling at the deepest point
-        "probe_size": size,
-    }
-
-
 def validate(
     spec: Spec, all_settings: Sequence[Setting], extra: Sequence[str], cache: Dict[str, dict]
 ) -> Tuple[Dict[str, object], Dict[str, dict]]:
