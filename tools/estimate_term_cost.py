@@ -27,15 +27,10 @@ Examples:
 import argparse
 import os
 import shlex
-import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
-from percep_det.config import get_percep_cfg  # noqa: E402
-from percep_det.utils.cost import (  # noqa: E402
+from percep_det.config import get_percep_cfg
+from percep_det.utils.cost import (
     has_perceptual_term,
     input_size,
     loss_net_cost,
