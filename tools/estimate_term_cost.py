@@ -35,7 +35,6 @@ from percep_det.utils.cost import (
     input_size,
     loss_net_cost,
     model_forward_flops,
-    ratio,
     term_inputs,
 )
 
@@ -85,9 +84,9 @@ def _variants(items: Sequence[str]) -> List[Tuple[str, List[str]]]:
 _COUNTED: Dict[str, float] = {}  # forward FLOPs already counted, by model config and size
 
 
-def _forward_flops(cfg, height: int, width: int) -> float:
-    """:func:`model_forward_flops` of the model of ``cfg``, counted once per config and size (the
-    variants of one estimate usually change only the loss network)."""
+def _forward_flops(cfg, height: int, width: int, model=None) -> float:
+    """:func:`model_forward_flops` of the model of ``cfg`` (``model`` if already built), counted
+    once per config and size (the variants of one estimate usually change only the loss net)."""
     from detectron2.modeling import build_model
 
     key = cfg.clone()
@@ -95,7 +94,7 @@ def _forward_flops(cfg, height: int, width: int) -> float:
     key.MODEL.PERCEPTUAL_LOSS.clear()
     key = f"{key.dump()}{height}x{width}"
     if key not in _COUNTED:
-        _COUNTED[key] = model_forward_flops(build_model(cfg), height, width)
+        _COUNTED[key] = model_forward_flops(model or build_model(cfg), height, width)
     return _COUNTED[key]
 
 
@@ -135,10 +134,11 @@ def estimate(config_file: str, opts: Sequence[str], size: Tuple[int, int], image
     student_cfg.defrost()
     student_cfg.MODEL.SEM_SEG_PERCEPTUAL.TARGET = "gt"
     student_cfg.MODEL.CONDINST.PERCEPTUAL.TARGET = "gt"
-    inputs = term_inputs(cfg, build_model(student_cfg), h, w, images_per_gpu)
+    model = build_model(student_cfg)
+    inputs = term_inputs(cfg, model, h, w, images_per_gpu)
     net = loss_net_cost(cfg)
     term = net["flops_per_px"] * inputs.pixels
-    model_flops = _forward_flops(student_cfg, h, w)
+    model_flops = _forward_flops(student_cfg, h, w, model)
     teacher, teacher_note = _teacher_flops(cfg, h, w)
     # steps: model 3 forwards; term 3 forwards of the net; teacher 1 forward (no backward)
     extra = term + (teacher / 3 if teacher == teacher else 0.0)
@@ -151,8 +151,8 @@ def estimate(config_file: str, opts: Sequence[str], size: Tuple[int, int], image
         "model_gflop": model_flops / 1e9,
         "teacher_gflop": teacher / 1e9,
         "teacher_note": teacher_note,
-        "term_share": ratio(term, model_flops),
-        "step": 1.0 + ratio(extra, model_flops),
+        "term_share": term / model_flops,
+        "step": 1.0 + extra / model_flops,
     }
 
 

@@ -421,11 +421,14 @@ def to_opts(overrides: Sequence[Tuple[str, object]]) -> List[str]:
     return opts
 
 
+def common_pairs(spec: Spec) -> List[Tuple[str, object]]:
+    """The spec's ``common`` overrides (every run's, the baseline's too), vars expanded."""
+    return [(k, _expand(v, spec.variables, f"{spec.path}: common")) for k, v in spec.common.items()]
+
+
 def run_opts(spec: Spec, setting: Setting, seed: int, extra: Sequence[str]) -> List[str]:
     """All overrides of one run, after ``SEED`` and ``OUTPUT_DIR``."""
-    pairs = [
-        (k, _expand(v, spec.variables, f"{spec.path}: common")) for k, v in spec.common.items()
-    ]
+    pairs = common_pairs(spec)
     if not setting.is_baseline:
         if spec.loss_net_seed == "run":
             pairs.append((PERCEP + "SEED", seed))
@@ -537,8 +540,7 @@ def record_settings(
     common overrides are not compared, and the recorded ones are kept."""
     old = _study_file(out)
     recorded = old.get("settings", {})
-    common = to_opts([(k, _expand(v, spec.variables, "common")) for k, v in spec.common.items()])
-    common += [str(x) for x in extra]
+    common = to_opts(common_pairs(spec)) + [str(x) for x in extra]
     for s in all_settings:
         now = {
             "config": s.config,

@@ -11,7 +11,6 @@ step is close to the ratio of the two forward counts, which is what the estimate
 """
 
 import json
-import math
 import warnings
 from typing import Dict, NamedTuple, Tuple
 
@@ -25,7 +24,6 @@ __all__ = [
     "loss_net_cost",
     "loss_net_key",
     "model_forward_flops",
-    "ratio",
     "term_in_channels",
     "term_inputs",
 ]
@@ -185,11 +183,6 @@ def model_forward_flops(model: torch.nn.Module, height: int, width: int) -> floa
         count = FlopCountAnalysis(model, inputs)
         count.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         return float(count.total())
-
-
-def ratio(a: float, b: float) -> float:
-    """``a / b``, NaN when ``b`` is 0."""
-    return a / b if b else math.nan
 
 
 def input_size(cfg) -> Tuple[int, int]:
