@@ -129,6 +129,35 @@ def test_settings_one_at_a_time_and_grid(tmp_path):
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "preset",
+    sorted(
+        os.path.basename(p)[:-5]
+        for p in os.listdir(os.path.join(ROOT, "configs", "studies"))
+        if p.endswith(".yaml")
+    ),
+)
+def test_every_shipped_preset_checks(preset):
+    """Each spec of configs/studies/ loads and every one of its settings merges into its config.
+    Presets with pretrained levels stop only at the weight files that the user must provide."""
+    tool = _tool()
+    spec = tool.load_spec(tool.preset_path(preset))
+    all_settings = tool.settings(spec)
+    assert all_settings[0].is_baseline and len(all_settings) > 1
+    pretrained = any(
+        o.get("MODEL.PERCEPTUAL_LOSS.PRETRAINED_WEIGHTS")
+        for f in spec.factors.values()
+        for o in f.levels.values()
+    )
+    if pretrained:
+        with pytest.raises(tool.SpecError, match="ImageNet weights that you provide"):
+            tool.validate(spec, all_settings, [], {})
+        return
+    cfgs, costs = tool.validate(spec, all_settings, [], {})
+    assert set(cfgs) == {s.name for s in all_settings}
+    assert all(costs[s.name]["flops_per_px"] > 0 for s in all_settings if not s.is_baseline)
+
+
 def _main_error(tool, capsys, argv):
     with pytest.raises(SystemExit) as e:
         tool.main(argv)
