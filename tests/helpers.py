@@ -120,6 +120,13 @@ def train_step(model, inputs):
         return model(inputs)
 
 
+def assert_frozen_outside(model, frozen) -> None:
+    """``frozen`` (a loss network or a teacher) has no trainable parameter and got no gradient, and
+    none of its parameters is one of ``model``'s: the optimizer cannot see it."""
+    assert all(not p.requires_grad and p.grad is None for p in frozen.parameters())
+    assert {id(p) for p in frozen.parameters()}.isdisjoint(id(p) for p in model.parameters())
+
+
 def load_script(path: str, name: str = ""):
     """Import a script of this repository that is not a package module (``tools/train_net.py``,
     ``datasets/prepare_nyu_v2.py``) as a fresh module; ``path`` absolute or relative to the root."""

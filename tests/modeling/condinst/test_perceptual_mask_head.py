@@ -8,7 +8,15 @@ from percep_det.modeling.condinst.dynamic_mask_head import PercepDynamicMaskHead
 from percep_det.modeling.condinst.perceptual_mask_head import PercepPerceptualDynamicMaskHead
 from percep_det.modeling.frozen import load_weights_strict
 from percep_det.modeling.perceptual import PerceptualLoss, naive_perceptual_loss, perceptual_loss
-from tests.helpers import NO_OBJECT, TWO_OBJECTS, build, make_inputs, tiny_condinst_cfg, train_step
+from tests.helpers import (
+    NO_OBJECT,
+    TWO_OBJECTS,
+    assert_frozen_outside,
+    build,
+    make_inputs,
+    tiny_condinst_cfg,
+    train_step,
+)
 from tests.modeling.condinst.percep_helpers import tiny_percep_cfg
 
 BASE_LOSSES = {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_mask"}
@@ -64,10 +72,7 @@ def test_gradient_reaches_the_mask_head_parameters_and_not_the_loss_network():
     tower = model.mask_branch.tower[-1].weight
     assert tower.grad is not None and tower.grad.abs().sum() > 0
     net = model.mask_head.perceptual_loss.loss_network()
-    assert all(p.grad is None and not p.requires_grad for p in net.parameters())
-    # the loss network is not part of the model: the optimizer cannot see it
-    model_params = {id(p) for p in model.parameters()}
-    assert not any(id(p) in model_params for p in net.parameters())
+    assert_frozen_outside(model, net)
 
 
 def test_batches_without_instances_train():

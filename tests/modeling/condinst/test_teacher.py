@@ -8,7 +8,15 @@ from detectron2.checkpoint import DetectionCheckpointer
 
 from percep_det.modeling.condinst.teacher import PercepCondInstTeacher
 from percep_det.modeling.perceptual import CHECKPOINT_KEY, PerceptualLoss
-from tests.helpers import NO_OBJECT, TWO_OBJECTS, build, make_inputs, tiny_condinst_cfg, train_step
+from tests.helpers import (
+    NO_OBJECT,
+    TWO_OBJECTS,
+    assert_frozen_outside,
+    build,
+    make_inputs,
+    tiny_condinst_cfg,
+    train_step,
+)
 from tests.modeling.condinst.percep_helpers import (
     teacher_student_cfg,
     tiny_percep_cfg,
@@ -98,10 +106,8 @@ def test_teacher_is_frozen_and_outside_the_student(tmp_path):
     sum(losses.values()).backward()
     teacher = student.mask_targets.model()
     assert not teacher.training
-    assert all(not p.requires_grad and p.grad is None for p in teacher.parameters())
+    assert_frozen_outside(student, teacher)
     assert list(student.state_dict()) == plain_keys  # no teacher / loss-net keys
-    student_params = {id(p) for p in student.parameters()}
-    assert not any(id(p) in student_params for p in teacher.parameters())
     assert student.controller.weight.grad.abs().sum() > 0
     student.train()  # the student's mode does not reach the teacher
     assert not teacher.training
@@ -168,7 +174,9 @@ def test_teacher_weights_are_loaded_strictly(tmp_path):
     del state["controller.bias"]
     torch.save({"model": state}, weights)
     student = build(cfg)  # the teacher is built on the first training step
-    with pytest.raises(RuntimeError, match=r"TEACHER.WEIGHTS.*missing keys \['controller.bias'\].*extra"):
+    with pytest.raises(
+        RuntimeError, match=r"TEACHER.WEIGHTS.*missing keys \['controller.bias'\].*extra"
+    ):
         train_step(student, make_inputs([TWO_OBJECTS]))
 
 

@@ -8,6 +8,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
+from tests.helpers import assert_frozen_outside
 from tests.modeling.depth.depth_helpers import depth_inputs, tiny_depth_cfg
 
 COMBINATIONS = [
@@ -97,7 +98,7 @@ def test_perceptual_term_zero_at_the_target_and_no_gradient_into_the_loss_net():
     losses["loss_depth_percep"].backward()
     assert depth.grad is not None and depth.grad.abs().sum() > 0
     net = model.perceptual_loss.loss_network()
-    assert all(not p.requires_grad and p.grad is None for p in net.parameters())
+    assert_frozen_outside(model, net)
     # predictions at invalid pixels change nothing
     other = (depth * 1.1).detach().clone()
     other[gt[:, None] == 0] = 77.0

@@ -17,7 +17,15 @@ from percep_det.modeling.mask_rcnn import (
     mask_rcnn_percep_inputs,
 )
 from percep_det.modeling.perceptual import loss_network_fingerprints, perceptual_loss
-from tests.helpers import NO_OBJECT, TWO_OBJECTS, build, get_condinst_cfg, make_inputs, train_step
+from tests.helpers import (
+    NO_OBJECT,
+    TWO_OBJECTS,
+    assert_frozen_outside,
+    build,
+    get_condinst_cfg,
+    make_inputs,
+    train_step,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 QUICK = os.path.join(ROOT, "configs", "quick_schedules", "mask_rcnn_percep_R18_shapes_cpu.yaml")
@@ -82,10 +90,7 @@ def test_head_trains_a_step_on_cpu_and_only_the_head_gets_gradients():
     assert head.predictor.weight.grad is not None and head.predictor.weight.grad.abs().sum() > 0
     assert head.mask_fcn1.weight.grad.abs().sum() > 0
     net = head.perceptual_loss.loss_network()
-    assert all(not p.requires_grad and p.grad is None for p in net.parameters())
-    # the loss network is not part of the model: the optimizer cannot see it
-    model_params = {id(p) for p in model.parameters()}
-    assert not any(id(p) in model_params for p in net.parameters())
+    assert_frozen_outside(model, net)
 
 
 def test_batches_without_foreground_train():

@@ -9,7 +9,7 @@ from detectron2.modeling import SemanticSegmentor
 
 from percep_det.modeling.perceptual import perceptual_loss
 from percep_det.modeling.semantic_seg import PercepSemanticSegmentor, sample_labels
-from tests.helpers import train_step
+from tests.helpers import assert_frozen_outside, train_step
 from tests.modeling.semantic_seg.semseg_helpers import (
     HEADS,
     build,
@@ -44,7 +44,7 @@ def test_each_head_returns_its_losses_and_a_positive_term_that_reaches_the_head(
     assert predictor.grad is not None and predictor.grad.abs().sum() > 0
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.parameters())
     net = model.perceptual_loss.loss_network()
-    assert all(not p.requires_grad and p.grad is None for p in net.parameters())
+    assert_frozen_outside(model, net)
     # lambda comes from MODEL.PERCEPTUAL_LOSS.LOSS_WEIGHT, the net's channels from NUM_CLASSES
     assert model.perceptual_loss.loss_weight == cfg.MODEL.PERCEPTUAL_LOSS.LOSS_WEIGHT
     assert net.spec["IN_CHANNELS"] == cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
