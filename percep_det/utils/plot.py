@@ -311,6 +311,31 @@ def plot_depth(
     return _save(fig, out_png)
 
 
+def _label_lifts(xs: Sequence[float], ys: Sequence[float]) -> List[int]:
+    """How many label heights to lift each point's label so that labels of nearby points (within 8 %
+    of the x range and 4 % of the y range of an earlier point) do not print over each other."""
+
+    def span(v: Sequence[float]) -> float:
+        finite = [float(a) for a in v if not math.isnan(float(a))]
+        if not finite or max(finite) == min(finite):
+            return 1.0
+        return max(finite) - min(finite)
+
+    sx, sy = span(xs), span(ys)
+    lifts: List[int] = []
+    for i in range(len(xs)):
+        near = {
+            lifts[j]
+            for j in range(i)
+            if abs(xs[i] - xs[j]) < 0.08 * sx and abs(ys[i] - ys[j]) < 0.04 * sy + 1e-12
+        }
+        k = 0
+        while k in near:
+            k += 1
+        lifts.append(k)
+    return lifts
+
+
 def plot_cost(
     names: Sequence[str],
     costs: Mapping[str, Sequence[float]],
@@ -339,19 +364,23 @@ def plot_cost(
             ax = axes[r][c]
             xs = [float(x) for x in costs[measure]]
             front = set(pareto_front(xs, [m for m, _ in stats], higher))
-            missing = []
-            for i, name in enumerate(names):
+            shown = [i for i in range(len(names)) if not math.isnan(xs[i] + stats[i][0])]
+            missing = [n for i, n in enumerate(names) if i not in shown]
+            lift = dict(
+                zip(shown, _label_lifts([xs[i] for i in shown], [stats[i][0] for i in shown]))
+            )
+            for i in shown:
+                name = names[i]
                 mean, std = stats[i]
-                if math.isnan(xs[i]) or math.isnan(mean):
-                    missing.append(name)
-                    continue
                 on_front = i in front
                 ax.errorbar(
                     xs[i], mean, yerr=0.0 if math.isnan(std) else std, fmt="o", capsize=3,
                     color="tab:red" if on_front else "tab:gray", ms=8 if on_front else 5,
                 )  # fmt: skip
                 ax.annotate(name, (xs[i], mean), fontsize=7, textcoords="offset points",
-                            xytext=(4, 4), color="tab:red" if on_front else "black")  # fmt: skip
+                            xytext=(4, 4 + 8 * lift[i]), color="tab:red" if on_front else "black",
+                            arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.6"} if lift[i]
+                            else None)  # fmt: skip
             line = sorted((xs[i], stats[i][0]) for i in front)
             if line:
                 ax.plot([p[0] for p in line], [p[1] for p in line], color="tab:red", lw=1,

@@ -336,6 +336,16 @@ def test_csv_tables_and_plots_from_synthetic_runs(tmp_path, capsys):
     assert recorded == ["SOLVER.MAX_ITER", "1000"]
 
 
+def test_cost_plot_labels_of_nearby_points_are_lifted_apart():
+    from percep_det.utils.plot import _label_lifts
+
+    # three settings at one cost and nearly one value (e.g. init levels), one far away
+    xs, ys = [19.7, 19.7, 19.7, 1.4], [40.0, 40.1, 40.05, 50.0]
+    assert _label_lifts(xs, ys) == [0, 1, 2, 0]
+    # equal costs but values far apart keep their labels in place
+    assert _label_lifts([5.0, 5.0], [30.0, 45.0]) == [0, 0]
+
+
 def test_pareto_front():
     from percep_det.utils.stats import pareto_front
 
