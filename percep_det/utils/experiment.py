@@ -18,6 +18,12 @@ that exists and loads, whose ``iteration`` is ``SOLVER.MAX_ITER - 1`` of the run
 final one). A checkpoint cut short (a killed save, a full disk) is therefore not finished, and
 :func:`prepare_resume` sets it aside so that ``--resume`` continues from the last good one.
 
+Runs can be archived without their checkpoints (:func:`archive_runs`, ``tools/archive_runs.py``):
+the files a table needs (``metrics.json``, ``config.yaml``, ``run_stats.jsonl``) are copied with an
+``ARCHIVED`` marker. An archived run with its final evaluation counts as finished, so an archive
+copied back into an experiment's output folder lets ``--resume`` go on with only the runs it lacks
+(e.g. on a new machine, or after deleting checkpoints to free disk).
+
 This module imports nothing from ``tools/``: the caller passes the path of ``train_net.py``.
 """
 
@@ -38,6 +44,8 @@ from .plot import load_metrics
 from .stats import format_mean_std, mean_std, paired_difference
 
 __all__ = [
+    "ARCHIVED",
+    "archive_runs",
     "INSTANCE_METRICS",
     "SEMSEG_METRICS",
     "DEPTH_METRICS",
@@ -64,6 +72,8 @@ logger = logging.getLogger(__name__)
 
 RUN_STATS = "run_stats.jsonl"  # one JSON line per launch of a run, in its OUTPUT_DIR
 TRAIN_LOG = "train.log"  # the run's stdout and stderr, appended by every launch
+ARCHIVED = "ARCHIVED"  # marker of a run copied by archive_runs (its checkpoints left out)
+ARCHIVE_FILES = ("metrics.json", "config.yaml", RUN_STATS)  # what a run's tables read
 _DIVERGED = ("FloatingPointError", "Loss became infinite or NaN")
 
 
@@ -211,10 +221,21 @@ def run_state(
 ) -> RunState:
     """Whether the run in ``output_dir`` is finished: ``last_checkpoint`` names a checkpoint that
     exists and loads, at iteration ``SOLVER.MAX_ITER - 1`` of the run's ``config.yaml``, and
-    ``metrics.json`` has an evaluation of ``keys`` logged at or after that iteration."""
+    ``metrics.json`` has an evaluation of ``keys`` logged at or after that iteration. For an
+    archived run (an ``ARCHIVED`` marker, no checkpoints) the evaluation alone decides."""
     max_iter, why = _max_iter(output_dir)
     if max_iter is None:
         return RunState(False, why, None, None)
+    if os.path.isfile(os.path.join(output_dir, ARCHIVED)):  # checkpoints left out on purpose
+        found = read_metrics(output_dir, keys=keys)
+        if found is None or found["iteration"] < max_iter - 1:
+            return RunState(
+                False,
+                f"archived without a final evaluation of {list(keys)} (it starts over)",
+                max_iter,
+                None,
+            )
+        return RunState(True, "", max_iter, max_iter - 1)
     tag = os.path.join(output_dir, "last_checkpoint")
     if not os.path.isfile(tag):
         return RunState(False, "no checkpoint yet", max_iter, None)
@@ -246,6 +267,74 @@ def is_finished(
 ) -> bool:
     """See :func:`run_state`."""
     return run_state(output_dir, keys).finished
+
+
+def archive_runs(src: str, dst: str, keys: Optional[Sequence[str]] = None) -> Dict[str, List[str]]:
+    """Copy the finished and the diverged runs under ``src`` to the same relative folders under
+    ``dst``, without checkpoints or logs: ``metrics.json``, ``config.yaml``, ``run_stats.jsonl``
+    and an ``ARCHIVED`` marker (JSON: where from, when). The summaries in ``src`` itself (files
+    of at most 2 MB: ``results.*``, ``study.json``, plots) are copied too.
+
+    ``keys``: the final evaluation that makes a run finished; by default, per run, the first of
+    the instance, semantic and depth metrics that its ``metrics.json`` holds. A run folder is one
+    with a ``config.yaml``. Unfinished runs are left out (a resume from the
+    archive trains them from the start). Every file is written to a temporary name and renamed,
+    so an interrupted archive holds whole files. Returns {"archived": [...], "diverged": [...],
+    "skipped": ["<folder>: <why>", ...]} with folders relative to ``src``."""
+    import shutil
+
+    if not os.path.isdir(src):
+        raise FileNotFoundError(f"archive_runs: {src} is not a folder")
+    if os.path.abspath(dst) == os.path.abspath(src):
+        raise ValueError(f"archive_runs: the archive {dst} is the source folder itself")
+
+    def copy(from_path: str, to_path: str) -> None:
+        os.makedirs(os.path.dirname(to_path), exist_ok=True)
+        tmp = to_path + ".tmp"
+        shutil.copyfile(from_path, tmp)
+        os.replace(tmp, to_path)
+
+    report: Dict[str, List[str]] = {"archived": [], "diverged": [], "skipped": []}
+    for name in sorted(os.listdir(src)):
+        path = os.path.join(src, name)
+        if (
+            os.path.isfile(path)
+            and os.path.getsize(path) <= 2 * 2**20
+            and not name.endswith((".pth", ".tmp"))
+        ):
+            copy(path, os.path.join(dst, name))
+    for root, dirs, files in os.walk(src):
+        dirs.sort()
+        if os.path.abspath(root).startswith(os.path.abspath(dst) + os.sep):
+            continue
+        if "config.yaml" not in files or "metrics.json" not in files and RUN_STATS not in files:
+            continue
+        rel = os.path.relpath(root, src)
+        run_keys = keys
+        if run_keys is None:
+            candidates = [tuple(m.key for m in ms) for ms in (INSTANCE_METRICS, SEMSEG_METRICS)]
+            candidates.append(tuple(m.key for m in DEPTH_METRICS))
+            found = [k for k in candidates if read_metrics(root, keys=k) is not None]
+            run_keys = found[0] if found else candidates[0]
+        state = run_state(root, run_keys)
+        diverged = not state.finished and read_run_stats(root)["diverged"]
+        if not state.finished and not diverged:
+            report["skipped"].append(f"{rel}: {state.reason}")
+            continue
+        for f in ARCHIVE_FILES:
+            if os.path.isfile(os.path.join(root, f)):
+                copy(os.path.join(root, f), os.path.join(dst, rel, f))
+        marker = {
+            "source": os.path.abspath(root),
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "state": "finished" if state.finished else "diverged",
+        }
+        tmp = os.path.join(dst, rel, ARCHIVED + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(json.dumps(marker) + "\n")
+        os.replace(tmp, os.path.join(dst, rel, ARCHIVED))
+        report["diverged" if diverged else "archived"].append(rel)
+    return report
 
 
 def prepare_resume(output_dir: str) -> bool:

@@ -218,3 +218,45 @@ def test_cpu_time_columns_when_runs_logged_it(tmp_path):
     assert raw["percep"][1]["cpu_time"] == 0.5 and raw["percep"][1]["time"] == 0.9
     assert "| CPU s/step | CPU vs baseline |" in table
     assert "| 0.90 | 1.80x | 0.50 | 2.50x | 59 |" in table
+
+
+def test_archive_keeps_finished_and_diverged_runs_without_checkpoints_and_resume_skips_them(
+    tmp_path,
+):
+    from percep_det.utils.experiment import RUN_STATS, archive_runs, run_state
+
+    src, dst = str(tmp_path / "out"), str(tmp_path / "archive")
+    keys = ("segm/AP", "bbox/AP")
+    _write_run(src, "base", 1, {99: (20, 21)}, 0.2, 99, max_iter=100)  # finished
+    _write_final_checkpoint(os.path.join(src, "base", "seed1"), 100)
+    _write_run(src, "percep", 1, {49: (10, 11)}, 0.3, 59, max_iter=100)  # interrupted
+    _write_final_checkpoint(os.path.join(src, "percep", "seed1"), 100, 49, "model_0000049.pth")
+    _write_run(src, "percep", 2, {}, 0.3, 19, max_iter=100)  # diverged at its start
+    with open(os.path.join(src, "percep", "seed2", RUN_STATS), "w") as f:
+        f.write(json.dumps({"exit_code": 1, "diverged": True, "wall_s": 3.0}) + "\n")
+    with open(os.path.join(src, "results.md"), "w") as f:
+        f.write("| table |\n")
+
+    report = archive_runs(src, dst)  # keys found per run: the instance metrics here
+    assert report["archived"] == [os.path.join("base", "seed1")]
+    assert report["diverged"] == [os.path.join("percep", "seed2")]
+    assert (
+        len(report["skipped"]) == 1 and "checkpoint at iteration 49 of 100" in report["skipped"][0]
+    )
+    archived = os.path.join(dst, "base", "seed1")
+    assert sorted(os.listdir(archived)) == ["ARCHIVED", "config.yaml", "metrics.json"]
+    assert not os.path.exists(os.path.join(dst, "percep", "seed1"))
+    assert os.path.isfile(os.path.join(dst, "results.md"))
+    assert os.path.isfile(os.path.join(dst, "percep", "seed2", RUN_STATS))
+    # copied back, the archived run is finished without a checkpoint: resume does not retrain it
+    assert run_state(archived, keys).finished
+    assert not run_state(os.path.join(dst, "percep", "seed2"), keys).finished
+    # an archived run whose final evaluation is missing is not finished (it trains again)
+    with open(os.path.join(archived, "metrics.json"), "w") as f:
+        f.write(json.dumps({"iteration": 49, "segm/AP": 1.0, "bbox/AP": 1.0}) + "\n")
+    state = run_state(archived, keys)
+    assert not state.finished and "archived without a final evaluation" in state.reason
+    with pytest.raises(ValueError, match="source folder itself"):
+        archive_runs(src, src)
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        archive_runs(str(tmp_path / "missing"), dst)
