@@ -28,6 +28,7 @@ test-time ``s`` (the VNL convention); in ``"intrinsics"`` mode depth stays metri
 Shape shorthand: N images, H x W the padded batch, B bins.
 """
 
+import logging
 import math
 from typing import Dict, List, Optional
 
@@ -51,8 +52,12 @@ from .losses import silog_loss, virtual_normal_loss
 
 __all__ = ["PercepDepthEstimator"]
 
+logger = logging.getLogger(__name__)
+
 OUTPUTS = ("bins", "regression")
 RESIZE_MODES = ("depth", "intrinsics")
+RANGE_CHECK_ITERS = 20  # training batches whose ground truth is checked against the output range
+RANGE_WARN_SHARE = 0.01  # warn when more of the valid ground truth lies outside it
 
 
 @META_ARCH_REGISTRY.register()
@@ -210,6 +215,7 @@ class PercepDepthEstimator(nn.Module):
                 )
             gt = [x["depth"].to(self.device).float() for x in batched_inputs]
             gt = ImageList.from_tensors(gt, self.size_divisibility, pad_value=0.0).tensor
+            self._check_range(gt)
             intrinsics = None
             if self.vnl_weight > 0:
                 if any("intrinsics" not in x for x in batched_inputs):
@@ -222,6 +228,33 @@ class PercepDepthEstimator(nn.Module):
                 ).to(self.device)
             return self.losses(outputs, None, gt, intrinsics)
         return self.postprocess(self.decode(outputs), images.image_sizes, batched_inputs)
+
+    def _check_range(self, gt: Tensor) -> None:
+        """Warn once when the first training batches' valid ground truth lies outside the output
+        range: the bins clip it (the regression's sigmoid cannot reach it), which looks like a
+        model that does not learn. Checked on the first ``RANGE_CHECK_ITERS`` batches only (each
+        check waits for the device)."""
+        self._range_checks = getattr(self, "_range_checks", 0) + 1
+        if self._range_checks > RANGE_CHECK_ITERS:
+            return
+        valid = gt > 0
+        num_valid = int(valid.sum())
+        outside = valid & ((gt < self.min_depth) | (gt > self.max_depth))
+        share = int(outside.sum()) / max(num_valid, 1)
+        if share <= RANGE_WARN_SHARE:
+            return
+        self._range_checks = RANGE_CHECK_ITERS  # once
+        hint = (
+            " With INPUT.DEPTH.RESIZE_MODE 'depth' an image resized by s < 1 has its depth "
+            "divided by s (VNL's convention): use RESIZE_MODE 'intrinsics' to keep metric depth."
+            if self.resize_mode == "depth"
+            else ""
+        )
+        logger.warning(
+            f"{100 * share:.1f} % of the valid ground-truth depth of a training batch lies outside "
+            f"MODEL.DEPTH.MIN_DEPTH..MAX_DEPTH ({self.min_depth}..{self.max_depth} m; largest "
+            f"{float(gt[valid].max()):.2f} m): the output cannot represent it.{hint}"
+        )
 
     def losses(
         self, outputs: Tensor, depth: Optional[Tensor], gt: Tensor, intrinsics: Optional[Tensor]

@@ -133,3 +133,23 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="no loss"):
         with EventStorage():
             model(depth_inputs(1))
+
+
+def test_ground_truth_outside_the_output_range_is_warned_about_once(caplog):
+    cfg = tiny_depth_cfg()
+    cfg.MODEL.DEPTH.MAX_DEPTH = 3.0  # the inputs' depth goes up to 6 m
+    model = build_model(cfg)
+    model.train()
+    with EventStorage(0), caplog.at_level("WARNING", logger="percep_det.modeling.depth.meta_arch"):
+        model(depth_inputs())
+        model(depth_inputs())
+    warnings = [r.getMessage() for r in caplog.records if "outside" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "MODEL.DEPTH.MIN_DEPTH..MAX_DEPTH (0.5..3.0 m" in warnings[0]
+    assert "RESIZE_MODE 'intrinsics'" in warnings[0]  # the default resize mode is 'depth'
+    caplog.clear()
+    model = build_model(tiny_depth_cfg())  # 0.5..10 m holds every valid pixel: no warning
+    model.train()
+    with EventStorage(0), caplog.at_level("WARNING", logger="percep_det.modeling.depth.meta_arch"):
+        model(depth_inputs())
+    assert not [r for r in caplog.records if "outside" in r.getMessage()]
