@@ -200,12 +200,15 @@ def main() -> None:
         "sample std over seeds; step time = mean of metrics.json 'time' (s/iter).\n\n"
     )
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write(header + table)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(
-            {"variants": dict(variants), "metrics": keys, "seeds": seeds, "runs": raw}, f, indent=1
-        )
+    summary = {"variants": dict(variants), "metrics": keys, "seeds": seeds, "runs": raw}
+    for name, text in (
+        ("results.md", header + table),
+        ("results.json", json.dumps(summary, indent=1)),
+    ):
+        path = os.path.join(args.out, name)
+        with open(path + ".tmp", "w") as f:  # whole files or none: a killed summary leaves .tmp
+            f.write(text)
+        os.replace(path + ".tmp", path)
     print("\n" + header + table)
     print(f"written to {os.path.join(args.out, 'results.md')}")
     runs = {
