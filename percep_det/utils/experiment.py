@@ -86,16 +86,18 @@ class Metric(NamedTuple):
     key: str  # as in metrics.json, e.g. "segm/AP"
     label: str  # table header
     higher_is_better: bool = True
+    digits: int = 2  # decimals in the tables (4 for fractions such as AbsRel)
 
 
 INSTANCE_METRICS = (Metric("segm/AP", "mask AP"), Metric("bbox/AP", "box AP"))
 SEMSEG_METRICS = (Metric("sem_seg/mIoU", "mIoU"), Metric("sem_seg/pACC", "pixel acc"))
-DEPTH_METRICS = (Metric("depth/AbsRel", "AbsRel", False), Metric("depth/delta1", "δ1"))
+DEPTH_METRICS = (Metric("depth/AbsRel", "AbsRel", False, 4), Metric("depth/delta1", "δ1", True, 4))
 
 
 def parse_metrics(text: str) -> List[Metric]:
-    """``--metrics`` "key[:label][:lower],...", e.g.
-    "sem_seg/mIoU:mIoU,depth/AbsRel:AbsRel:lower"."""
+    """``--metrics`` "key[:label][:lower|higher[:digits]],...", e.g.
+    "sem_seg/mIoU:mIoU,depth/AbsRel:AbsRel:lower:4" (digits: decimals in the tables, 2 unless
+    given)."""
     metrics = []
     for item in text.split(","):
         parts = item.strip().split(":")
@@ -103,9 +105,12 @@ def parse_metrics(text: str) -> List[Metric]:
             raise ValueError(f"--metrics: empty metric key in {text!r}")
         if len(parts) > 2 and parts[2] not in ("lower", "higher"):
             raise ValueError(f"--metrics: {item!r}: the third field must be 'lower' or 'higher'")
+        if len(parts) > 3 and not parts[3].isdigit():
+            raise ValueError(f"--metrics: {item!r}: the fourth field (decimals) must be a number")
         lower = len(parts) > 2 and parts[2] == "lower"
         label = parts[1] if len(parts) > 1 and parts[1] else parts[0]
-        metrics.append(Metric(parts[0], label, not lower))
+        digits = int(parts[3]) if len(parts) > 3 else 2
+        metrics.append(Metric(parts[0], label, not lower, digits))
     return metrics
 
 
@@ -575,7 +580,9 @@ def mean_table(
     ]
     for name, lead in rows:
         runs = raw.get(name, {})
-        cells = [format_mean_std(*mean_std([r[m.key] for r in runs.values()])) for m in metrics]
+        cells = [
+            format_mean_std(*mean_std([r[m.key] for r in runs.values()]), m.digits) for m in metrics
+        ]
         step = mean_std([r["time"] for r in runs.values()])[0]
         ratio = step / base_time if runs and base_time and not math.isnan(base_time) else None
         ratio_cell = "-" if ratio is None or math.isnan(ratio) else f"{ratio:.2f}x"
@@ -618,7 +625,9 @@ def paired_table(
         for m in metrics:
             base_values = {s: r[m.key] for s, r in raw.get(base, {}).items()}
             values = {s: r[m.key] for s, r in raw.get(name, {}).items()}
-            cells.append(paired_difference(base_values, values, m.higher_is_better).format())
+            cells.append(
+                paired_difference(base_values, values, m.higher_is_better).format(m.digits)
+            )
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 

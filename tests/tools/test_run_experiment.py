@@ -134,6 +134,9 @@ def test_parse_metrics_and_paired_difference_direction():
     assert m[0] == tool.Metric("depth/AbsRel", "AbsRel", False) and m[1].label == "depth/delta1"
     with pytest.raises(ValueError, match="'lower' or 'higher'"):
         tool.parse_metrics("a:b:sideways")
+    assert tool.parse_metrics("depth/AbsRel:AbsRel:lower:4")[0].digits == 4
+    with pytest.raises(ValueError, match="decimals"):
+        tool.parse_metrics("a:b:lower:many")
 
     from percep_det.utils.stats import paired_difference
 
@@ -192,6 +195,21 @@ def test_depth_preset_lower_absrel_is_better():
         assert os.path.isfile(os.path.join(ROOT, config)), config
     absrel = preset.metrics[0]
     assert absrel.key == "depth/AbsRel" and not absrel.higher_is_better
+
+    # fractions get 4 decimals: AbsRel 0.0943 vs 0.0931 would both read 0.09 at 2
+    from percep_det.utils.experiment import mean_table, paired_table
+
+    raw = {
+        "wce": {1: {"depth/AbsRel": 0.0943, "depth/delta1": 0.93, "time": 0.1, "iteration": 9}},
+        "wce-percep": {
+            1: {"depth/AbsRel": 0.0931, "depth/delta1": 0.9312, "time": 0.2, "iteration": 9}
+        },
+    }
+    rows = [("wce", ["wce"]), ("wce-percep", ["wce-percep"])]
+    table = "\n".join(mean_table(rows, ["variant"], raw, preset.metrics, "wce"))
+    assert "| wce-percep | 1 | 0.0931 | 0.9312 | 0.20 | 2.00x |" in table
+    paired = "\n".join(paired_table(["wce-percep"], raw, preset.metrics, "wce"))
+    assert "| wce-percep | -0.0012 (better in 1/1) | +0.0012 (better in 1/1) |" in paired
 
 
 def test_cpu_time_columns_when_runs_logged_it(tmp_path):
