@@ -12,7 +12,7 @@ A study is a spec (a YAML file; presets in configs/studies/, ``--list`` shows th
     description: seed 000 Table 4 on the embedded semantic task
     config: configs/quick_schedules/semseg_psp_R18_percep_gt_shapes_cpu.yaml   # with the term
     baseline: configs/quick_schedules/semseg_psp_R18_shapes_cpu.yaml           # without it
-    metrics: ["sem_seg/mIoU:mIoU", "sem_seg/pACC:pixel acc"]   # KEY[:LABEL[:lower]]
+    metrics: ["sem_seg/mIoU:mIoU", "sem_seg/pACC:pixel acc"]   # KEY[:LABEL[:lower|higher[:DIGITS]]]
     seeds: [1, 2, 3]
     design: one_at_a_time             # or grid (every combination of the factors' levels)
     loss_net_seed: run                # MODEL.PERCEPTUAL_LOSS.SEED = the run's SEED; or fixed
@@ -74,7 +74,7 @@ Examples:
     python tools/study_loss_networks.py --preset seed002_grid \\
         --levels net=vgg11.relu1_1,vgg11.relu2_1
     python tools/study_loss_networks.py --spec my_study.yaml --config my_task_percep.yaml \\
-        --baseline my_task.yaml --metrics depth/AbsRel:AbsRel:lower --out output/my_study
+        --baseline my_task.yaml --metrics depth/AbsRel:AbsRel:lower:4 --out output/my_study
     python tools/study_loss_networks.py --preset table1_arch --var weights_dir=/data/tv_weights
     python tools/study_loss_networks.py --preset lambda --summary-only   # tables and plots only
 """
@@ -979,7 +979,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="the task config with the term (replaces the spec's)")
     parser.add_argument("--baseline", help="the task config without it (replaces the spec's)")
     parser.add_argument(
-        "--metrics", metavar="KEY[:LABEL[:lower]],...", help="replaces the spec's metrics"
+        "--metrics",
+        metavar="KEY[:LABEL[:lower|higher[:DIGITS]]],...",
+        help="replaces the spec's metrics",
     )
     parser.add_argument("--seeds", help="comma-separated SEED values (replaces the spec's)")
     parser.add_argument(
