@@ -126,9 +126,10 @@ def main() -> None:
     parser.add_argument(
         "--metrics",
         default=None,
-        metavar="KEY[:LABEL[:lower]],...",
+        metavar="KEY[:LABEL[:lower|higher[:DIGITS]]],...",
         help="metrics.json keys to tabulate (default: the preset's); 'lower' marks a metric where "
-        "lower is better, e.g. depth/AbsRel:AbsRel:lower",
+        "lower is better, DIGITS the decimals in the tables (2 by default), e.g. "
+        "depth/AbsRel:AbsRel:lower:4",
     )
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated SEED values")
     parser.add_argument("--out", default="output/experiment", help="root of the runs' OUTPUT_DIRs")
