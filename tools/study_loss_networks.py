@@ -746,6 +746,16 @@ def results(
             "level",
             labels=[_row_label(spec, s).split(":")[0] for s in members],
         )
+        if spec.design != "grid" and len(members) > 1:
+            # the question of a one-at-a-time factor: does a level beat or lose to the reference?
+            lines += paired_table(
+                [s.name for s in members[1:]],
+                raw,
+                spec.metrics,
+                members[0].name,
+                "level",
+                labels=[_row_label(spec, s) for s in members[1:]],
+            )
         lines.append("")
     written["md"] = os.path.join(out, "results.md")
     _write_atomic(written["md"], "\n".join(lines) + "\n")

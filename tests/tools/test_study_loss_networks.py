@@ -310,6 +310,10 @@ def test_csv_tables_and_plots_from_synthetic_runs(tmp_path, capsys):
     assert "unfinished: 1 | 999 |" in md
     assert "| p4 | -1.00 ± 0.00 (better in 0/2) |" in md
     assert "| normal_1 | INIT=normal INIT_PARAM=1.0 | - | - | - |" in md and "diverged: 3" in md
+    # and paired to the factor's reference (one_at_a_time): p3 is 1 below it in every seed
+    assert "Paired per-seed differences to reference (level - reference" in md
+    assert "| p3 | -1.00 ± 0.00 (better in 0/3) |" in md
+    assert "| p4 | -3.00 ± 0.00 (better in 0/2) |" in md
 
     for png in ("levels_depth.png", "levels_init.png", "depth.png", "cost.png"):
         with open(out / png, "rb") as f:
