@@ -918,7 +918,10 @@ def _plots(spec, all_settings, by_name, cfgs, raw, costs, stats, out) -> Dict[st
         values_d: Dict[str, Dict[str, list]] = {labels[k]: {} for k in labels}
         names = {}
         for k, members in lines.items():
-            arch = str(cfgs[members[0].name].MODEL.PERCEPTUAL_LOSS.ARCH)
+            lcfg = cfgs[members[0].name].MODEL.PERCEPTUAL_LOSS
+            arch = str(lcfg.ARCH)
+            if arch == "vgg":  # the VGG family is one ARCH: name the net by its blocks
+                arch = "vgg " + ",".join(str(b) for b in lcfg.BLOCKS)
             names[k] = arch if arch not in names.values() else f"{arch} ({members[0].name})"
         for k, members in lines.items():
             for m in spec.metrics:

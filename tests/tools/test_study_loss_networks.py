@@ -247,8 +247,16 @@ def _fake_run(out, evals, step_time, max_iter=1000, finished=True, peak=900.0, d
         f.write(json.dumps({**record, "diverged": diverged}) + "\n")
 
 
-def test_csv_tables_and_plots_from_synthetic_runs(tmp_path, capsys):
+def test_csv_tables_and_plots_from_synthetic_runs(tmp_path, capsys, monkeypatch):
     tool = _tool()
+    depth_lines = {}  # what depth.png draws: metric -> line name -> [(depth, point, values)]
+
+    def plot_depth(values, path, **kwargs):
+        depth_lines.update(values)
+        return real_plot_depth(values, path, **kwargs)
+
+    real_plot_depth = tool.plot_depth
+    monkeypatch.setattr(tool, "plot_depth", plot_depth)
     out = tmp_path / "out"
     path = _spec(tmp_path, FACTORS, common={"SOLVER.MAX_ITER": 1000})
     base_miou = {1: 50.0, 2: 40.0, 3: 45.0}
@@ -314,6 +322,13 @@ def test_csv_tables_and_plots_from_synthetic_runs(tmp_path, capsys):
     assert "Paired per-seed differences to reference (level - reference" in md
     assert "| p3 | -1.00 ± 0.00 (better in 0/3) |" in md
     assert "| p4 | -3.00 ± 0.00 (better in 0/2) |" in md
+
+    # one line: the VGG net at its three points, named by its blocks (all VGGs share ARCH "vgg")
+    line = depth_lines["mIoU"]
+    assert list(line) == ["vgg 2,2,3,3,3"], list(line)
+    assert sorted((d, p) for d, p, _ in line["vgg 2,2,3,3,3"]) == [
+        (8, "pool3"), (16, "pool4"), (32, "pool5"),
+    ]  # fmt: skip
 
     for png in ("levels_depth.png", "levels_init.png", "depth.png", "cost.png"):
         with open(out / png, "rb") as f:
